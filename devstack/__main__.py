@@ -1,0 +1,68 @@
+"""`python -m devstack serve|demo`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .stack import Stack, StackOptions, write_env_file
+
+
+def _options(ns: argparse.Namespace) -> StackOptions:
+    return StackOptions(key_encoding=ns.key_encoding, callback_format=ns.callback_format,
+                        event_shape=ns.event_shape, context_style=ns.context_style, rules_file=ns.rules,
+                        event_copies=ns.event_copies)
+
+
+def serve(ns: argparse.Namespace) -> int:
+    stack = Stack(_options(ns)).start()
+    env = stack.env()
+    write_env_file(ns.env_file, env)
+    if not ns.quiet:
+        print("ciflow local stack is running. Ctrl-C stops it.\n")
+        print(f"  S3-compatible object store : {stack.store.endpoint}   (path-style)")
+        print(f"  CI emulator (/jobs)         : {stack.emulator.endpoint}")
+        print(f"  callback function URL       : {stack.trigger.url}")
+        print(f"  buckets                     : {', '.join(stack.bucket_names)}")
+        print("  watched prefix              : uploads/ (see the rules)   quarantine: quarantine/")
+        print(f"\nValues written to {ns.env_file}; for example:\n")
+        print(f"  set -a; source {ns.env_file}; set +a")
+        print('  aws s3 cp photo.png "s3://$CIFLOW_DEV_BUCKET/uploads/photo.png"')
+        print('  aws s3api get-object-tagging --bucket "$CIFLOW_DEV_BUCKET" --key uploads/photo.png\n')
+        sys.stdout.flush()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    stack.stop()
+    if not ns.quiet:
+        print("stopped.")
+    return 0
+
+
+def main(argv: list = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m devstack")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the local stack in the foreground")
+    s.add_argument("--env-file", default=".devstack.env")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--key-encoding", choices=["raw", "url", "mixed"], default="raw")
+    s.add_argument("--callback-format", choices=["XML", "JSON"], default="XML")
+    s.add_argument("--event-shape", choices=["function-url", "apigw"], default="function-url")
+    s.add_argument("--context-style", choices=["object", "dict"], default="object")
+    s.add_argument("--event-copies", type=int, default=1)
+    s.add_argument("--rules", default=None, help="rules JSON file for the functions")
+    d = sub.add_parser("demo", help="start the stack, upload samples, print what happened")
+    d.add_argument("--timeout", type=float, default=60)
+    ns = p.parse_args(argv)
+    if ns.cmd == "serve":
+        return serve(ns)
+    from .demo import run_demo
+
+    return run_demo(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

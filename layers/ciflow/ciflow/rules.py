@@ -1,0 +1,251 @@
+"""Rules: which CI job runs for which keys, and what each outcome does.
+
+The rules document is JSON (stdlib only, so nothing extra ships in the layer). It is validated in
+full before use; every problem is reported with the path of the field that causes it, e.g.
+``rules[0].outcomes.SUSPICIOUS.actions[1]: unknown action 'zap'``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+JOB_TYPES = ("ImageInspect",)
+OUTCOMES = {"ImageInspect": ("CLEAN", "SUSPICIOUS", "FAILED")}
+ACTIONS = ("quarantine", "make_private", "delete")
+AUTO_PROCESS_TYPES = ("BackupObject", "SwitchObjectToPrivate", "DeleteObject")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+TAG_CHARS_RE = re.compile(r"^[A-Za-z0-9 +\-=._:/@]+$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do for one outcome: extra tags to merge, then actions in a fixed safe order."""
+
+    tags: tuple[tuple[str, str], ...] = ()
+    actions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    job: str
+    prefixes: tuple[str, ...]
+    suffixes: tuple[str, ...] = ()
+    content_types: tuple[str, ...] = ()
+    job_level: int = 0
+    callback_format: Optional[str] = None
+    auto_process: Optional[str] = None
+    allow_delete: bool = False
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def matches(self, key: str, content_type: Optional[str] = None) -> bool:
+        """True when `key` is under one of the prefixes and its suffix or content type fits."""
+        if not any(key.startswith(p) for p in self.prefixes):
+            return False
+        if not self.suffixes and not self.content_types:
+            return True
+        lower = key.lower()
+        if any(lower.endswith(s) for s in self.suffixes):
+            return True
+        ctype = (content_type or "").split(";")[0].strip().lower()
+        return bool(ctype) and any(ctype.startswith(c) for c in self.content_types)
+
+    def outcome(self, name: str) -> Outcome:
+        return self.outcomes.get(name, Outcome())
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    quarantine_prefix: str
+
+    @property
+    def watched_prefixes(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for rule in self.rules:
+            for p in rule.prefixes:
+                if p not in seen:
+                    seen.append(p)
+        return tuple(seen)
+
+    def matching(self, key: str, content_type: Optional[str] = None) -> list[Rule]:
+        return [r for r in self.rules if r.matches(key, content_type)]
+
+    def by_name(self, name: str) -> Optional[Rule]:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        return None
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+
+def _str_list(value: Any, path: str, problems: _Problems, *, required: bool = False) -> tuple[str, ...]:
+    if value is None:
+        if required:
+            problems.add(path, "is required (a non-empty list of strings)")
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        problems.add(path, "must be a list of non-empty strings")
+        return ()
+    if required and not value:
+        problems.add(path, "must not be empty")
+    return tuple(value)
+
+
+def _check_keys(obj: dict[str, Any], allowed: tuple[str, ...], path: str, problems: _Problems) -> None:
+    for k in obj:
+        if k not in allowed:
+            problems.add(f"{path}.{k}", f"unknown field (allowed: {', '.join(allowed)})")
+
+
+def _parse_outcome(raw: Any, path: str, rule_allows_delete: bool, problems: _Problems) -> Outcome:
+    if not isinstance(raw, dict):
+        problems.add(path, "must be an object with 'tags' and/or 'actions'")
+        return Outcome()
+    _check_keys(raw, ("tags", "actions"), path, problems)
+    tags: list[tuple[str, str]] = []
+    raw_tags = raw.get("tags", {})
+    if not isinstance(raw_tags, dict):
+        problems.add(f"{path}.tags", "must be an object of tag key to value")
+    else:
+        for k, v in raw_tags.items():
+            tp = f"{path}.tags.{k}"
+            if not isinstance(v, str):
+                problems.add(tp, "tag value must be a string")
+            elif not (1 <= len(k) <= 127 and TAG_CHARS_RE.match(k)):
+                problems.add(tp, "tag key must be 1-127 of letters, digits, space and + - = . _ : / @")
+            elif not (1 <= len(v) <= 255 and TAG_CHARS_RE.match(v)):
+                problems.add(tp, "tag value must be 1-255 of letters, digits, space and + - = . _ : / @")
+            elif k.startswith("ci-"):
+                problems.add(tp, "the ci- tag prefix is reserved for status tags")
+            else:
+                tags.append((k, v))
+    actions = _str_list(raw.get("actions", []), f"{path}.actions", problems)
+    for i, a in enumerate(actions):
+        if a not in ACTIONS:
+            problems.add(f"{path}.actions[{i}]", f"unknown action {a!r} (expected one of: {', '.join(ACTIONS)})")
+    if "delete" in actions and not rule_allows_delete:
+        problems.add(f"{path}.actions", "'delete' needs \"allow_delete\": true on the rule (it is opt-in)")
+    if "delete" in actions and len(actions) > 1:
+        problems.add(f"{path}.actions", "'delete' cannot be combined with other actions")
+    if len(set(actions)) != len(actions):
+        problems.add(f"{path}.actions", "lists an action twice")
+    return Outcome(tuple(tags), tuple(actions))
+
+
+RULE_FIELDS = (
+    "name", "job", "prefixes", "suffixes", "content_types", "job_level", "callback_format",
+    "auto_process", "allow_delete", "outcomes", "description",
+)
+
+
+def _parse_rule(raw: Any, path: str, problems: _Problems) -> Optional[Rule]:
+    if not isinstance(raw, dict):
+        problems.add(path, "must be an object")
+        return None
+    _check_keys(raw, RULE_FIELDS, path, problems)
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.add(f"{path}.name", "is required: 1-64 of letters, digits, '_', '.', '-'")
+        name = ""
+    job = raw.get("job")
+    if job not in JOB_TYPES:
+        problems.add(f"{path}.job", f"must be one of: {', '.join(JOB_TYPES)} (got {job!r})")
+    prefixes = _str_list(raw.get("prefixes"), f"{path}.prefixes", problems, required=True)
+    for i, p in enumerate(prefixes):
+        if p.startswith("/"):
+            problems.add(f"{path}.prefixes[{i}]", "must not start with '/' (keys have no leading slash)")
+    suffixes = tuple(s.lower() for s in _str_list(raw.get("suffixes"), f"{path}.suffixes", problems))
+    ctypes = tuple(c.lower() for c in _str_list(raw.get("content_types"), f"{path}.content_types", problems))
+    level = raw.get("job_level", 0)
+    if isinstance(level, bool) or level not in (0, 1, 2):
+        problems.add(f"{path}.job_level", f"must be 0, 1 or 2 (got {level!r})")
+        level = 0
+    fmt = raw.get("callback_format")
+    if fmt is not None and fmt not in ("XML", "JSON"):
+        problems.add(f"{path}.callback_format", f"must be XML or JSON (got {fmt!r})")
+    auto = raw.get("auto_process")
+    if auto is not None and auto not in AUTO_PROCESS_TYPES:
+        problems.add(f"{path}.auto_process", f"must be one of: {', '.join(AUTO_PROCESS_TYPES)} (got {auto!r})")
+    allow_delete = raw.get("allow_delete", False)
+    if not isinstance(allow_delete, bool):
+        problems.add(f"{path}.allow_delete", "must be true or false")
+        allow_delete = False
+    outcomes: dict[str, Outcome] = {}
+    raw_outcomes = raw.get("outcomes", {})
+    known = OUTCOMES.get(job, ())
+    if not isinstance(raw_outcomes, dict):
+        problems.add(f"{path}.outcomes", "must be an object keyed by outcome")
+    else:
+        for oname, oraw in raw_outcomes.items():
+            opath = f"{path}.outcomes.{oname}"
+            if known and oname not in known:
+                problems.add(opath, f"unknown outcome for {job} (expected one of: {', '.join(known)})")
+                continue
+            outcomes[oname] = _parse_outcome(oraw, opath, allow_delete, problems)
+    return Rule(
+        name=name, job=job or "", prefixes=prefixes, suffixes=suffixes, content_types=ctypes,
+        job_level=level, callback_format=fmt, auto_process=auto, allow_delete=allow_delete,
+        outcomes=outcomes,
+    )
+
+
+def parse_rules(text: str, source: str = "rules", state_prefix: str = ".ciflow/") -> RuleSet:
+    """Parse and validate a rules document. Raises ConfigError listing every problem."""
+    problems = _Problems()
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the rules document must be a JSON object")
+    _check_keys(doc, ("version", "quarantine_prefix", "rules", "description"), "$", problems)
+    if doc.get("version", 1) != 1:
+        problems.add("$.version", f"unsupported version {doc.get('version')!r} (expected 1)")
+    qp = doc.get("quarantine_prefix", "quarantine/")
+    if not isinstance(qp, str) or not qp or not qp.endswith("/") or qp.startswith("/"):
+        problems.add("$.quarantine_prefix", "must be a key prefix ending in '/', without a leading '/'")
+        qp = "quarantine/"
+    raw_rules = doc.get("rules")
+    rules: list[Rule] = []
+    if not isinstance(raw_rules, list) or not raw_rules:
+        problems.add("$.rules", "is required: a non-empty list of rules")
+    else:
+        for i, raw in enumerate(raw_rules):
+            rule = _parse_rule(raw, f"rules[{i}]", problems)
+            if rule is not None:
+                rules.append(rule)
+    names = [r.name for r in rules if r.name]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.add("$.rules", f"rule name {n!r} is used more than once")
+    for i, rule in enumerate(rules):
+        for j, p in enumerate(rule.prefixes):
+            # A watched prefix that overlaps quarantine or state would re-trigger on our own writes.
+            for label, other in (("quarantine_prefix", qp), ("state prefix", state_prefix)):
+                if p.startswith(other) or other.startswith(p):
+                    problems.add(f"rules[{i}].prefixes[{j}]", f"{p!r} overlaps the {label} {other!r}")
+    if problems.items:
+        raise ConfigError(f"{source}: invalid rules:\n  " + "\n  ".join(problems.items))
+    return RuleSet(rules=tuple(rules), quarantine_prefix=qp)
+
+
+@functools.lru_cache(maxsize=1)
+def get_rules() -> RuleSet:
+    """The process-wide rules, parsed once from the settings' rules source."""
+    from .settings import get_settings
+
+    s = get_settings()
+    return parse_rules(s.rules_text, s.rules_source, s.state_prefix)

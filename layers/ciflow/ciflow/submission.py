@@ -1,0 +1,168 @@
+"""Submit path: COS event → rule match → one CI job per (object ETag, rule) → PENDING tag."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import tagging, tokens
+from .ci import CiJobs
+from .errors import BadEventError, ConfigError, PermanentError, RetryableError
+from .events import CosRecord, parse_event
+from .jobs import build_job, callback_url
+from .log import bind, logger
+from .records import Records
+from .rules import Rule, RuleSet, get_rules
+from .settings import Settings, get_settings
+from .storage import ObjectInfo, Storage
+from .userdata import UserData, normalize_etag
+
+# A claim without a job id older than this is taken over (the submitter died between the two).
+STALE_CLAIM_SECONDS = 300
+
+
+@dataclass
+class RecordResult:
+    key: str
+    status: str                    # submitted | duplicate | skipped | failed
+    reason: str = ""
+    jobs: list[dict[str, str]] = field(default_factory=list)
+
+
+def skip_reason(key: str, rules: RuleSet, settings: Settings) -> Optional[str]:
+    """Why a key is ignored before any I/O, or None when it may be processed."""
+    if key.endswith("/"):
+        return "folder placeholder"
+    if key.startswith(rules.quarantine_prefix):
+        return "in the quarantine prefix"
+    if key.startswith(settings.state_prefix):
+        return "in the state prefix"
+    if not any(key.startswith(p) for p in rules.watched_prefixes):
+        return "outside the watched prefixes"
+    return None
+
+
+class Submitter:
+    """Processes COS events. Ports are injectable; defaults are the cached real clients."""
+
+    def __init__(self, storage: Optional[Storage] = None, ci: Optional[CiJobs] = None,
+                 settings: Optional[Settings] = None, rules: Optional[RuleSet] = None):
+        self.storage = storage or Storage()
+        self.ci = ci or CiJobs()
+        self.settings = settings or get_settings()
+        self.rules = rules or get_rules()
+
+    def handle(self, event: Any) -> dict[str, Any]:
+        """Process every record; raise RetryableError at the end if any record needs a retry."""
+        try:
+            records, problems = parse_event(event)
+        except BadEventError as exc:
+            # A malformed event will never parse; retrying it would only loop.
+            logger.error("dropping malformed event", extra={"problem": str(exc)})
+            return {"records": 0, "results": [], "problems": [str(exc)]}
+        for p in problems:
+            logger.error("dropping malformed record", extra={"problem": p})
+        results: list[RecordResult] = []
+        retry: list[str] = []
+        for rec in records:
+            try:
+                results.append(self.process(rec))
+            except RetryableError as exc:
+                logger.warning("record will be retried", extra={"key": rec.key, "error": str(exc)})
+                retry.append(f"{rec.key}: {exc}")
+                results.append(RecordResult(rec.key, "retry", str(exc)))
+        summary = {"records": len(records), "results": [r.__dict__ for r in results], "problems": problems}
+        if retry:
+            raise RetryableError(f"{len(retry)} record(s) failed transiently: " + "; ".join(retry))
+        return summary
+
+    def process(self, rec: CosRecord) -> RecordResult:
+        bind(bucket=rec.bucket, key=rec.key)
+        if not rec.is_create:
+            return self._skip(rec.key, f"event {rec.event_name or '?'} is not an object create")
+        if self.settings.buckets and rec.bucket not in self.settings.buckets:
+            return self._skip(rec.key, "bucket is not in CIFLOW_BUCKETS")
+        reasons = [skip_reason(k, self.rules, self.settings) for k in rec.key_candidates]
+        if all(reasons):
+            return self._skip(rec.key, reasons[0] or "")
+        info = self.storage.resolve(rec.bucket, [k for k, r in zip(rec.key_candidates, reasons) if not r])
+        if info is None:
+            logger.warning("object not found; nothing to inspect", extra={"candidates": list(rec.key_candidates)})
+            return RecordResult(rec.key, "skipped", "object not found")
+        bind(key=info.key, etag=info.etag)
+        matching = self.rules.matching(info.key, info.content_type or rec.content_type)
+        if not matching:
+            return self._skip(info.key, "no rule matches")
+        result = RecordResult(info.key, "duplicate")
+        for rule in matching:
+            try:
+                job = self.submit(rec.bucket, info, rule)
+            except PermanentError as exc:
+                logger.error("submission failed permanently", extra={"rule": rule.name, "code": exc.code})
+                self._mark(rec.bucket, info, [(tagging.STATUS, "FAILED"), (tagging.RULE, rule.name),
+                                              (tagging.REASON, exc.code)])
+                result.status, result.reason = "failed", exc.code
+                continue
+            if job is not None:
+                result.status = "submitted"
+                result.jobs.append({"rule": rule.name, "job_id": job})
+        return result
+
+    def submit(self, bucket: str, info: ObjectInfo, rule: Rule) -> Optional[str]:
+        """Submit one job unless a record for (key, ETag, rule) already exists. Returns the job id."""
+        etag = normalize_etag(info.etag)
+        records = Records(self.storage, bucket, self.settings.state_prefix)
+        if not records.claim(info.key, etag, rule.name):
+            existing = records.read(info.key, etag, rule.name) or {}
+            age = time.time() - float(existing.get("claimed_at") or 0)
+            if existing.get("job_id") or age < STALE_CLAIM_SECONDS:
+                logger.info("duplicate event; job already claimed",
+                            extra={"rule": rule.name, "job_id": existing.get("job_id", "")})
+                return None
+            logger.warning("taking over a stale claim", extra={"rule": rule.name})
+        self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
+        user_data = UserData(rule=rule.name, etag=etag).encode()
+        url = ""
+        if self.settings.callback_url:
+            token = tokens.mint(self.settings.callback_secret, bucket, info.key, rule.name, etag,
+                                self.settings.token_ttl_seconds)
+            url = callback_url(self.settings.callback_url, token)
+        request = build_job(rule, info.key, user_data, url, self.settings.callback_format)
+        try:
+            detail = self.ci.create(bucket, request)
+        except PermanentError:
+            records.update(info.key, etag, rule.name, status="FAILED")
+            raise
+        except RetryableError:
+            # Release the claim's freshness so the retry is allowed to submit.
+            records.update(info.key, etag, rule.name, claimed_at=0)
+            raise
+        job_id = str(detail["JobId"])
+        records.update(info.key, etag, rule.name, job_id=job_id, status="PENDING")
+        logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
+        return job_id
+
+    def _mark(self, bucket: str, info: ObjectInfo, ours: list[Any]) -> None:
+        existing = self.storage.get_tags(bucket, info.key)
+        if existing is None:
+            return
+        merged, dropped = tagging.merge(existing, ours)
+        if dropped:
+            logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
+        self.storage.put_tags(bucket, info.key, merged)
+
+    @staticmethod
+    def _skip(key: str, reason: str) -> RecordResult:
+        logger.info("skipped", extra={"key": key, "reason": reason})
+        return RecordResult(key, "skipped", reason)
+
+
+def handle_event(event: Any) -> dict[str, Any]:
+    """Entry point for the submit function."""
+    try:
+        submitter = Submitter()
+    except ConfigError:
+        logger.exception("invalid configuration")
+        raise
+    return submitter.handle(event)
