@@ -93,9 +93,9 @@ class CiEmulator:
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._s3 = None
-        from .image_jobs import register as register_image
+        from .jobtypes import register_all
 
-        register_image(self)
+        register_all(self)
 
     # ----- plumbing -------------------------------------------------------------------------
     @property
