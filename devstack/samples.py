@@ -63,8 +63,8 @@ def _psi(table_id: int, ext: int, body: bytes) -> bytes:
 def mpegts_stream(packets: int = 40) -> bytes:
     """A small but well-formed MPEG-TS: PAT, PMT (one H.264 stream), then PES packets."""
     pat = _psi(0x00, 1, (1).to_bytes(2, "big") + (0xE000 | 0x1000).to_bytes(2, "big"))
-    pmt = _psi(0x02, 1, (0xE000 | 0x100).to_bytes(2, "big") + b"\xf0\x00" + b"\x1b" + (0xE000 | 0x100).to_bytes(2, "big")
-               + b"\xf0\x00")
+    video_pid = (0xE000 | 0x100).to_bytes(2, "big")
+    pmt = _psi(0x02, 1, video_pid + b"\xf0\x00" + b"\x1b" + video_pid + b"\xf0\x00")
     out = [_ts_packet(0, pat, 0, True), _ts_packet(0x1000, pmt, 0, True)]
     pes = b"\x00\x00\x01\xe0\x00\x00\x80\x00\x00" + bytes(range(256)) * 2
     for i in range(packets):
