@@ -83,6 +83,7 @@ class CiEmulator:
             "json_jobs_detail": "object",  # object | array (shape of JobsDetail in JSON callbacks)
             "json_numbers": "int",       # int | str (how numbers are typed in JSON callbacks)
             "callback_retries": 2,
+            "fail_next_creates": 0,      # answer the next N POST /jobs with 503 and create nothing
         }
         self.processors: dict[str, Processor] = {}
         self.validators: dict[str, Validator] = {}
@@ -342,9 +343,10 @@ def _stringify(value: Any) -> Any:
     return value
 
 
-def error_xml(code: str, message: str) -> bytes:
-    return to_xml("Error", {"Code": code, "Message": message, "RequestId": uuid.uuid4().hex,
-                            "TraceId": uuid.uuid4().hex}).encode()
+def error_xml(code: str, message: str, resource: str = "") -> bytes:
+    # COS/CI errors carry Resource too; the SDK's error parser gives up without it.
+    return to_xml("Error", {"Code": code, "Message": message, "Resource": resource or "-",
+                            "RequestId": uuid.uuid4().hex, "TraceId": uuid.uuid4().hex}).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -407,7 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError("InvalidArgument", "the Host header names no bucket")
             status, out = self._route(method, parts.path, parts.query, body, bucket, region, entry)
         except ApiError as err:
-            status, out = err.status, error_xml(err.code, err.message)
+            status, out = err.status, error_xml(err.code, err.message, self.headers.get("Host", "") + parts.path)
             entry["error"] = err.code
         entry["status"] = status
         with self.emu._lock:
@@ -419,6 +421,10 @@ class _Handler(BaseHTTPRequestHandler):
                entry: dict[str, Any]) -> tuple[int, bytes]:
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         if method == "POST" and path == "/jobs":
+            with self.emu._lock:
+                if self.emu.config.get("fail_next_creates", 0) > 0:
+                    self.emu.config["fail_next_creates"] -= 1
+                    raise ApiError("ServiceUnavailable", "injected fault: service unavailable", 503)
             if not body.strip():
                 raise ApiError("MissingContent", "the request body is empty")
             from defusedxml import ElementTree
