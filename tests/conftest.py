@@ -65,6 +65,16 @@ class Dev:
     def ci_requests(self) -> List[Dict[str, Any]]:
         return self._get(self.env["CIFLOW_DEV_CI_ADMIN"] + "requests")
 
+    def ci_requests_for(self, key: str) -> List[Dict[str, Any]]:
+        """POST /jobs requests, as the emulator received them, whose Input.Object is `key`."""
+        out = []
+        for r in self.ci_requests():
+            req = r.get("request")
+            inp = req.get("Input") if isinstance(req, dict) else None
+            if isinstance(inp, dict) and inp.get("Object") == key:
+                out.append(r)
+        return out
+
     def ci_jobs(self) -> Dict[str, Any]:
         return self._get(self.env["CIFLOW_DEV_CI_ADMIN"] + "jobs")
 

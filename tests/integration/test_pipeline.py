@@ -32,7 +32,7 @@ def test_clean_png_is_tagged_clean_in_place_and_request_matches_the_docs(dev: De
     assert tags["ci-rule"] == "images"
     assert not dev.exists("quarantine/" + key)
     # And CI received exactly one documented ImageInspect request for it
-    reqs = [r for r in dev.ci_requests() if r.get("request", {}).get("Input", {}).get("Object") == key]
+    reqs = dev.ci_requests_for(key)
     assert len(reqs) == 1
     req = reqs[0]
     assert req["method"] == "POST" and req["path"] == "/jobs" and req["status"] == 200
