@@ -1,0 +1,125 @@
+"""Short demo videos for the VideoTargetRec job, encoded at run time with PyAV.
+
+`build_videos(out_dir)` writes three ~3.5 s, 480x360, 15 fps MP4 files (H.264 through libx264 when
+PyAV's FFmpeg has it, else MPEG-4 Part 2), each a few tens of KB, and returns ``{name: path}``:
+
+* ``person`` → ``person.mp4``: a slow pan and zoom over ``skimage.data.astronaut()``.
+* ``cat``    → ``cat.mp4``:    ``skimage.data.chelsea()`` on a plain beige card, slowly zooming.
+  The photo is a close-up that cuts the cat's ears off; shown full-frame, OpenCV's cat-face
+  cascade does not fire on it, so the photo is shrunk onto the card until the whole face fits.
+* ``empty``  → ``empty.mp4``:  a pan and zoom over ``skimage.data.coffee()`` (a cup on a
+  table), on which none of the emulator's person or cat detectors fire.
+
+Source images and their licences
+--------------------------------
+All three images ship inside the scikit-image wheel (``skimage/data/astronaut.png``,
+``chelsea.png`` and ``coffee.png`` are listed in the wheel's ``RECORD``) and ``skimage.data``
+loads them from the installed package without network access (``pooch`` is not needed for
+them). Their licences are stated in the docstrings of ``skimage/data/_fetchers.py``
+(scikit-image 0.26.0); the package's ``LICENSE.txt`` covers its code and ``skimage/data/README.txt``
+says nothing about licences:
+
+* ``astronaut()`` - Eileen Collins, from the NASA Great Images database: "No known copyright
+  restrictions, released into the public domain."
+* ``chelsea()`` - "Chelsea the cat": "No copyright restrictions. CC0 by the photographer
+  (Stefan van der Walt)."
+* ``coffee()`` - "Coffee cup", courtesy of Pikolo Espresso Bar: "No copyright restrictions.
+  CC0 by the photographer (Rachel Michetti)."
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+WIDTH, HEIGHT = 480, 360
+FPS = 15
+DURATION = 3.5  # seconds
+CAT_CARD = (235, 225, 205)  # RGB of the card the cat photo sits on
+
+
+def _encoder() -> str:
+    import av
+
+    try:
+        av.codec.Codec("libx264", "w")
+    except Exception:  # noqa: BLE001 - any failure means this FFmpeg build has no H.264 encoder
+        return "mpeg4"
+    return "libx264"
+
+
+def _resize(img: Any, w: int, h: int) -> Any:
+    import cv2
+
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _write(path: Path, frame_at: Callable[[float], Any]) -> Path:
+    """Encode `frame_at(progress 0..1) -> RGB uint8 HxWx3` frames into `path`."""
+    import av
+
+    codec = _encoder()
+    n = round(DURATION * FPS)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "26", "preset": "veryfast"}
+        else:
+            stream.bit_rate = 400_000
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frame_at(i / (n - 1)), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _person(t: float) -> Any:
+    from skimage import data
+
+    img = data.astronaut()  # 512x512; the face is at about (177, 67)-(270, 160)
+    # A 4:3 window that zooms in slightly while panning down, keeping the face in view.
+    win_w = int(512 - 40 * t)
+    win_h = win_w * 3 // 4
+    x = int(20 * t)
+    y = int(10 + 60 * t)
+    return _resize(img[y:y + win_h, x:x + win_w], WIDTH, HEIGHT)
+
+
+def _cat(t: float) -> Any:
+    import numpy as np
+    from skimage import data
+
+    img = data.chelsea()  # 451x300 close-up of a cat's face
+    scale = 0.55 + 0.10 * t
+    w, h = int(img.shape[1] * scale), int(img.shape[0] * scale)
+    small = _resize(img, w, h)
+    canvas = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+    canvas[:] = CAT_CARD
+    left = (WIDTH - w) // 2 + int(16 * (t - 0.5))
+    top = (HEIGHT - h) // 2 + 20
+    canvas[top:top + h, left:left + w] = small
+    return canvas
+
+
+def _empty(t: float) -> Any:
+    from skimage import data
+
+    img = data.coffee()  # 400x600: an espresso cup on a saucer on a wooden table
+    win_w = int(520 - 40 * t)
+    win_h = win_w * 3 // 4
+    x = int(60 * t)
+    y = int(5 * t)
+    return _resize(img[y:y + win_h, x:x + win_w], WIDTH, HEIGHT)
+
+
+SCENES: dict[str, Callable[[float], Any]] = {"person": _person, "cat": _cat, "empty": _empty}
+
+
+def build_videos(out_dir: Any) -> dict[str, Path]:
+    """Encode the demo videos into `out_dir` (created if needed); returns {"person"|"cat"|"empty": path}."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {name: _write(out / f"{name}.mp4", scene) for name, scene in SCENES.items()}
