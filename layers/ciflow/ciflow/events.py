@@ -61,7 +61,10 @@ def _candidates(raw_key: str, url: Optional[str]) -> tuple[str, ...]:
     if "+" in raw_key or "%" in raw_key:
         add(unquote_plus(raw_key))
     if url:
-        path = urlsplit(url).path.lstrip("/")
+        try:
+            path = urlsplit(url).path.lstrip("/")
+        except ValueError:  # a malformed URL only loses us one candidate
+            path = ""
         add(unquote(path))
     return tuple(out)
 

@@ -19,8 +19,8 @@ JOB_TYPES = ("ImageInspect",)
 OUTCOMES = {"ImageInspect": ("CLEAN", "SUSPICIOUS", "FAILED")}
 ACTIONS = ("quarantine", "make_private", "delete")
 AUTO_PROCESS_TYPES = ("BackupObject", "SwitchObjectToPrivate", "DeleteObject")
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-TAG_CHARS_RE = re.compile(r"^[A-Za-z0-9 +\-=._:/@]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+TAG_CHARS_RE = re.compile(r"[A-Za-z0-9 +\-=._:/@]+")
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def _parse_outcome(raw: Any, path: str, rule_allows_delete: bool, problems: _Pro
             tp = f"{path}.tags.{k}"
             if not isinstance(v, str):
                 problems.add(tp, "tag value must be a string")
-            elif not (1 <= len(k) <= 127 and TAG_CHARS_RE.match(k)):
+            elif not (1 <= len(k) <= 127 and TAG_CHARS_RE.fullmatch(k)):
                 problems.add(tp, "tag key must be 1-127 of letters, digits, space and + - = . _ : / @")
-            elif not (1 <= len(v) <= 255 and TAG_CHARS_RE.match(v)):
+            elif not (1 <= len(v) <= 255 and TAG_CHARS_RE.fullmatch(v)):
                 problems.add(tp, "tag value must be 1-255 of letters, digits, space and + - = . _ : / @")
             elif k.startswith("ci-"):
                 problems.add(tp, "the ci- tag prefix is reserved for status tags")
@@ -158,10 +158,12 @@ def _parse_rule(raw: Any, path: str, problems: _Problems) -> Optional[Rule]:
         return None
     _check_keys(raw, RULE_FIELDS, path, problems)
     name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         problems.add(f"{path}.name", "is required: 1-64 of letters, digits, '_', '.', '-'")
         name = ""
     job = raw.get("job")
+    if not isinstance(job, str):
+        job = None if job is None else repr(job)
     if job not in JOB_TYPES:
         problems.add(f"{path}.job", f"must be one of: {', '.join(JOB_TYPES)} (got {job!r})")
     prefixes = _str_list(raw.get("prefixes"), f"{path}.prefixes", problems, required=True)

@@ -92,9 +92,13 @@ def parse_ci_endpoint(raw: str) -> CiEndpoint:
         from urllib.parse import urlsplit
 
         parts = urlsplit(raw)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ConfigError(f"CIFLOW_CI_ENDPOINT: expected http(s)://host[:port], got {raw!r}")
-        return CiEndpoint(scheme=parts.scheme, ip=parts.hostname, port=parts.port)
+        return CiEndpoint(scheme=parts.scheme, ip=parts.hostname, port=port)
     return CiEndpoint(domain=raw)
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from typing import Optional
 
 VERSION = "v1"
+_EXP = re.compile(r"[0-9]{1,12}")
+_MAC = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def _mac(secret: str, bucket: str, key: str, rule: str, etag: str, exp: int) -> str:
@@ -32,7 +35,7 @@ def verify(token: str, secret: str, bucket: str, key: str, rule: str, etag: str,
     if not token or token.count(".") != 2:
         return "malformed token"
     version, exp_s, mac = token.split(".")
-    if version != VERSION or not exp_s.isdigit():
+    if version != VERSION or not _EXP.fullmatch(exp_s) or not _MAC.fullmatch(mac):
         return "malformed token"
     exp = int(exp_s)
     if exp < int(now if now is not None else time.time()):
