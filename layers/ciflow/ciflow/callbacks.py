@@ -70,14 +70,19 @@ def parse_http_event(event: Any, max_bytes: int) -> HttpRequest:
     return HttpRequest(method, headers, query, body, source_ip)
 
 
-def _xml_to_obj(elem: Any) -> Any:
+MAX_DEPTH = 32  # CI's documents nest about 8 deep; anything deeper is hostile
+
+
+def _xml_to_obj(elem: Any, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise RequestRejected(400, "XML nested too deeply")
     children = list(elem)
     if not children:
         return (elem.text or "").strip()
     out: dict[str, Any] = {}
     for child in children:
         tag = child.tag.split("}", 1)[-1]
-        value = _xml_to_obj(child)
+        value = _xml_to_obj(child, depth + 1)
         if tag in out:
             if not isinstance(out[tag], list):
                 out[tag] = [out[tag]]
@@ -113,8 +118,8 @@ def parse_body(body: bytes) -> dict[str, Any]:
     if stripped[0] in "{[":
         try:
             doc = json.loads(stripped)
-        except ValueError:
-            raise RequestRejected(400, "malformed JSON") from None
+        except (ValueError, RecursionError):
+            raise RequestRejected(400, "malformed or too deeply nested JSON") from None
         if isinstance(doc, list):
             doc = {"JobsDetail": doc}
         if not isinstance(doc, dict):

@@ -91,12 +91,12 @@ def parse_ci_endpoint(raw: str) -> CiEndpoint:
     if "://" in raw:
         from urllib.parse import urlsplit
 
-        parts = urlsplit(raw)
         try:
+            parts = urlsplit(raw)
             port = parts.port
         except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ConfigError(f"CIFLOW_CI_ENDPOINT: expected http(s)://host[:port], got {raw!r}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"CIFLOW_CI_ENDPOINT: expected http(s)://host[:port], got {raw!r}")
         return CiEndpoint(scheme=parts.scheme, ip=parts.hostname, port=port)
     return CiEndpoint(domain=raw)
@@ -137,7 +137,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
     try:
         http_timeout = float(timeout)
     except ValueError:
-        raise ConfigError(f"CIFLOW_HTTP_TIMEOUT: expected seconds, got {timeout!r}") from None
+        http_timeout = float("nan")
+    if not 0 < http_timeout <= 900:  # also rejects nan
+        raise ConfigError(f"CIFLOW_HTTP_TIMEOUT: expected seconds between 0 and 900, got {timeout!r}")
     return Settings(
         region=region,
         callback_url=callback_url,

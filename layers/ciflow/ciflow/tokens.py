@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import time
 from typing import Optional
@@ -19,7 +20,8 @@ _MAC = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def _mac(secret: str, bucket: str, key: str, rule: str, etag: str, exp: int) -> str:
-    msg = "\n".join(("ciflow-callback", VERSION, bucket, key, rule, etag, str(exp))).encode("utf-8")
+    # JSON keeps field boundaries unambiguous whatever characters a key contains.
+    msg = json.dumps(["ciflow-callback", VERSION, bucket, key, rule, etag, exp]).encode("utf-8")
     digest = hmac.new(secret.encode("utf-8"), msg, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
