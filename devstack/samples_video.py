@@ -30,7 +30,7 @@ says nothing about licences:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 WIDTH, HEIGHT = 480, 360
 FPS = 15
@@ -54,11 +54,10 @@ def _resize(img: Any, w: int, h: int) -> Any:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _write(path: Path, frame_at: Callable[[float], Any]) -> Path:
+def _write(path: Path, frame_at: Callable[[float], Any], codec: str) -> Path:
     """Encode `frame_at(progress 0..1) -> RGB uint8 HxWx3` frames into `path`."""
     import av
 
-    codec = _encoder()
     n = round(DURATION * FPS)
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=FPS)
@@ -76,11 +75,9 @@ def _write(path: Path, frame_at: Callable[[float], Any]) -> Path:
     return path
 
 
-def _person(t: float) -> Any:
-    from skimage import data
-
-    img = data.astronaut()  # 512x512; the face is at about (177, 67)-(270, 160)
-    # A 4:3 window that zooms in slightly while panning down, keeping the face in view.
+def _person(img: Any, t: float) -> Any:
+    # astronaut(), 512x512, face at about (177, 67)-(270, 160): a 4:3 window that zooms in a
+    # little while panning down, keeping the face in view.
     win_w = int(512 - 40 * t)
     win_h = win_w * 3 // 4
     x = int(20 * t)
@@ -88,26 +85,22 @@ def _person(t: float) -> Any:
     return _resize(img[y:y + win_h, x:x + win_w], WIDTH, HEIGHT)
 
 
-def _cat(t: float) -> Any:
+def _cat(img: Any, t: float) -> Any:
+    # chelsea(), 451x300, a close-up of a cat's face, shrunk onto a card and growing slowly.
     import numpy as np
-    from skimage import data
 
-    img = data.chelsea()  # 451x300 close-up of a cat's face
     scale = 0.55 + 0.10 * t
     w, h = int(img.shape[1] * scale), int(img.shape[0] * scale)
-    small = _resize(img, w, h)
     canvas = np.empty((HEIGHT, WIDTH, 3), np.uint8)
     canvas[:] = CAT_CARD
     left = (WIDTH - w) // 2 + int(16 * (t - 0.5))
     top = (HEIGHT - h) // 2 + 20
-    canvas[top:top + h, left:left + w] = small
+    canvas[top:top + h, left:left + w] = _resize(img, w, h)
     return canvas
 
 
-def _empty(t: float) -> Any:
-    from skimage import data
-
-    img = data.coffee()  # 400x600: an espresso cup on a saucer on a wooden table
+def _empty(img: Any, t: float) -> Any:
+    # coffee(), 400x600: an espresso cup on a saucer on a wooden table.
     win_w = int(520 - 40 * t)
     win_h = win_w * 3 // 4
     x = int(60 * t)
@@ -115,11 +108,26 @@ def _empty(t: float) -> Any:
     return _resize(img[y:y + win_h, x:x + win_w], WIDTH, HEIGHT)
 
 
-SCENES: dict[str, Callable[[float], Any]] = {"person": _person, "cat": _cat, "empty": _empty}
+# name → (skimage.data loader name, frame maker)
+SCENES: dict[str, tuple[str, Callable[[Any, float], Any]]] = {
+    "person": ("astronaut", _person),
+    "cat": ("chelsea", _cat),
+    "empty": ("coffee", _empty),
+}
 
 
-def build_videos(out_dir: Any) -> dict[str, Path]:
-    """Encode the demo videos into `out_dir` (created if needed); returns {"person"|"cat"|"empty": path}."""
+def build_videos(out_dir: Any, codec: Optional[str] = None) -> dict[str, Path]:
+    """Encode the demo videos into `out_dir` (created if needed); returns {"person"|"cat"|"empty": path}.
+
+    `codec` is ``libx264`` or ``mpeg4``; by default H.264 when this PyAV build can encode it.
+    """
+    from skimage import data
+
+    codec = codec or _encoder()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return {name: _write(out / f"{name}.mp4", scene) for name, scene in SCENES.items()}
+    videos = {}
+    for name, (loader, scene) in SCENES.items():
+        img = getattr(data, loader)()
+        videos[name] = _write(out / f"{name}.mp4", lambda t, img=img, scene=scene: scene(img, t), codec)
+    return videos

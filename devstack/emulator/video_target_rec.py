@@ -68,9 +68,11 @@ bucket, and its URL is the entries' ``Url``.
 Failures (the job ends ``Failed``; the result carries ``State``, ``Code`` and ``Message``)
 -------------------------------------------------------------------------------------------
 * ``InputObjectNotExist`` - the input object does not exist or cannot be read.
-* ``InvalidInput``        - the object is not a video: FFmpeg cannot open it (text, random bytes,
-  an empty file), it has no video stream (audio only), or it is a still image.
-* ``VideoDecodeFailed``   - it has a video stream, but decoding fails or yields no frame.
+* ``InvalidInput``        - the object is not a video: FFmpeg cannot open it (random bytes, an
+  empty file), it has no video stream (audio only), or FFmpeg reads it only as a still image or
+  as text (its ``tty`` demuxer opens any text file as ANSI art).
+* ``VideoDecodeFailed``   - it is a video, but cannot be decoded: an MP4/MOV, Matroska/WebM, AVI
+  or FLV file FFmpeg cannot open (truncated, corrupt), a decoder error, or no frame at all.
 * ``InvalidArgument``     - a configured template enables no target.
 * ``SnapshotWriteFailed`` - a snapshot could not be written to the bucket.
 * ``InternalError``       - PyAV, OpenCV or NumPy is not installed where the emulator runs.
@@ -330,7 +332,17 @@ class InputError(Exception):
         self.message = message
 
 
-STILL_IMAGE_FORMATS = ("image2", "image2pipe")
+# FFmpeg opens some non-video inputs as "video": still images (image2, *_pipe) and any text
+# file as ANSI art (tty).
+NOT_VIDEO_FORMATS = ("image2", "image2pipe", "tty", "lavfi")
+
+
+def _looks_like_video_container(path: str) -> bool:
+    """The magic of MP4/MOV, Matroska/WebM, AVI or FLV: a truncated or corrupt video, not some other file."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return (head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3"
+            or (head[:4] == b"RIFF" and head[8:11] == b"AVI") or head[:3] == b"FLV")
 
 
 def sample_frames(path: str, interval: float, max_samples: int) -> list[Sample]:
@@ -339,14 +351,16 @@ def sample_frames(path: str, interval: float, max_samples: int) -> list[Sample]:
 
     try:
         container = av.open(path, mode="r")
-    except Exception:  # noqa: BLE001 - whatever FFmpeg cannot open is not a video
-        raise InputError("InvalidInput", "the input is not a video that can be opened") from None
+    except Exception:  # noqa: BLE001 - whatever FFmpeg cannot open is not a readable video
+        if _looks_like_video_container(path):
+            raise InputError("VideoDecodeFailed", "the video container is truncated or corrupt") from None
+        raise InputError("InvalidInput", "the input is not a video") from None
     with container:
         fmt = container.format.name or ""
+        if fmt in NOT_VIDEO_FORMATS or fmt.endswith("_pipe"):
+            raise InputError("InvalidInput", f"the input is not a video (FFmpeg reads it as {fmt})")
         if not container.streams.video:
             raise InputError("InvalidInput", "the input has no video stream")
-        if fmt in STILL_IMAGE_FORMATS or fmt.endswith("_pipe"):
-            raise InputError("InvalidInput", f"the input is a still image ({fmt}), not a video")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0

@@ -112,5 +112,7 @@ def test_auto_process_backup_moves_like_ci(dev: Dev, prefix: str) -> None:
     jid = sdk(dev).ci_create_media_jobs(Bucket=dev.bucket, Jobs=j, Lst={},
                                         ContentType="application/xml")["JobsDetail"][0]["JobId"]
     dev.wait_for(lambda: dev.exists("abnormal_images_backup/" + key), what="CI backup copy")
-    d = sdk(dev).ci_get_media_jobs(Bucket=dev.bucket, JobIDs=jid)["JobsDetail"][0]
+    d = dev.wait_for(lambda: (r := sdk(dev).ci_get_media_jobs(Bucket=dev.bucket, JobIDs=jid)["JobsDetail"][0])
+                     and r["State"] == "Success" and r, what="job success")
+    assert not dev.exists(key)
     assert d["Operation"]["ImageInspectResult"]["ProcessResult"]["AutoProcessResult"]["Code"] == "Success"

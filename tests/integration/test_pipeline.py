@@ -153,8 +153,8 @@ def test_tag_limit_keeps_every_user_tag(dev: Dev, prefix: str) -> None:
 
 
 def test_function_error_is_retried_by_the_runner(dev: Dev, prefix: str) -> None:
-    # Given CI answers the next two POST /jobs with 503 (the SDK retries once, then the function fails)
-    dev.ci_config(fail_next_creates=2)
+    # Given CI answers the next three POST /jobs with 503 (the function tries three times, then fails)
+    dev.ci_config(fail_next_creates=3)
     key = f"{prefix}retry.png"
     dev.put(key, _png(seed=11))
     # Then SCF's retry delivers the event again and the object still ends CLEAN with one job

@@ -6,8 +6,10 @@ send, are parsed by `callbacks` with defusedxml instead.
 
 from __future__ import annotations
 
+import random
 import threading
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional
 
 from .errors import PermanentError, RetryableError
 from .settings import Credentials, current_credentials, get_settings
@@ -32,8 +34,9 @@ def _build_client(creds: Credentials) -> Any:
     if ep.ip:
         kwargs["IP"] = ep.ip
         kwargs["Port"] = ep.port
-    # One SDK retry at most: a retried POST /jobs can create a duplicate job (handled by the caller).
-    return CosS3Client(CosConfig(**kwargs), retry=1)
+    # No SDK-level retries: a blindly retried POST /jobs can create a duplicate job. CiJobs retries
+    # itself, with jittered backoff, and looks for an accepted job before submitting again.
+    return CosS3Client(CosConfig(**kwargs), retry=0)
 
 
 def ci_client(creds: Optional[Credentials] = None) -> Any:
@@ -72,37 +75,98 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-class CiJobs:
-    """Submit and look up CI jobs. `client` can be injected."""
+def backoff(attempt: int, base: float = 0.2, cap: float = 5.0) -> float:
+    """Full-jitter exponential backoff (seconds) for attempt 1, 2, ..."""
+    return random.uniform(0, min(cap, base * (2 ** attempt)))
 
-    def __init__(self, client: Any = None):
+
+class CiJobs:
+    """Submit and look up CI jobs. `client` can be injected; `attempts` bounds in-invocation retries."""
+
+    def __init__(self, client: Any = None, attempts: int = 3, sleep: Callable[[float], None] = time.sleep):
         self._client = client
+        self.attempts = attempts
+        self.sleep = sleep
 
     @property
     def client(self) -> Any:
         return self._client if self._client is not None else ci_client()
 
+    def _retrying(self, what: str, call: Callable[[], Any]) -> Any:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except Exception as exc:
+                err = _classify(exc, what)
+                if isinstance(err, PermanentError) or attempt == self.attempts:
+                    raise err from exc
+                self.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
     def create(self, bucket: str, job: dict[str, Any]) -> dict[str, Any]:
-        """POST /jobs; returns the created job's JobsDetail."""
-        try:
-            resp = self.client.ci_create_media_jobs(Bucket=bucket, Jobs=job, Lst={}, ContentType="application/xml")
-        except Exception as exc:
-            raise _classify(exc, "POST /jobs") from exc
-        details = as_list(resp.get("JobsDetail"))
-        if not details or not details[0].get("JobId"):
-            raise RetryableError("POST /jobs: response has no JobId")
-        return details[0]
+        """POST /jobs and return the job's JobsDetail, without ever creating it twice.
+
+        After a retryable failure CI may still have accepted the job (5xx after acceptance), so
+        before each new attempt the job is looked up by its input object and UserData.
+        """
+        user_data = str(job.get("Operation", {}).get("UserData", ""))
+        for attempt in range(1, self.attempts + 1):
+            try:
+                resp = self.client.ci_create_media_jobs(Bucket=bucket, Jobs=job, Lst={},
+                                                        ContentType="application/xml")
+            except Exception as exc:
+                err = _classify(exc, "POST /jobs")
+                if isinstance(err, PermanentError):
+                    raise err from exc
+                self.sleep(backoff(attempt))
+                found = self.find(bucket, job["Tag"], job["Input"]["Object"], user_data) if user_data else None
+                if found is not None:
+                    return found
+                if attempt == self.attempts:
+                    raise err from exc
+                continue
+            details = as_list(resp.get("JobsDetail"))
+            if details and details[0].get("JobId"):
+                return details[0]
+        raise RetryableError("POST /jobs: no JobId in CI's answers")
 
     def get(self, bucket: str, job_id: str) -> Optional[dict[str, Any]]:
         """GET /jobs/<id>; None when CI does not know the job in this bucket."""
         try:
-            resp = self.client.ci_get_media_jobs(Bucket=bucket, JobIDs=job_id)
-        except Exception as exc:
-            err = _classify(exc, f"GET /jobs/{job_id}")
-            if isinstance(err, PermanentError) and err.code in ("ResourceNotFound", "InvalidArgument", "404"):
+            resp = self._retrying(f"GET /jobs/{job_id}",
+                                  lambda: self.client.ci_get_media_jobs(Bucket=bucket, JobIDs=job_id))
+        except PermanentError as err:
+            if err.code in ("ResourceNotFound", "InvalidArgument", "404"):
                 return None
-            raise err from exc
+            raise
         for detail in as_list(resp.get("JobsDetail")):
             if isinstance(detail, dict) and detail.get("JobId") == job_id:
+                return detail
+        return None
+
+    def find(self, bucket: str, tag: str, key: str, user_data: str) -> Optional[dict[str, Any]]:
+        """The newest job for `key` whose UserData is `user_data` (GET /jobs?inputObject=…), if any."""
+        params = {"tag": tag, "inputObject": key, "states": "All", "size": "100", "orderByTime": "Desc",
+                  "nextToken": ""}
+
+        def call() -> Any:
+            # The SDK's ci_list_media_jobs has no inputObject parameter; its request primitive does.
+            from qcloud_cos.cos_auth import CosS3Auth
+            from qcloud_cos.cos_comm import format_dict, format_values, xml_to_dict
+
+            client = self.client
+            conf = client._conf
+            p = format_values(dict(params))
+            url = conf.uri(bucket=bucket, path="/jobs", endpoint=conf._endpoint_ci)
+            rt = client.send_request(method="GET", url=url, bucket=bucket, auth=CosS3Auth(conf, "/jobs", params=p),
+                                     params=p, headers={}, ci_request=True)
+            data = xml_to_dict(rt.content)
+            format_dict(data, ["JobsDetail"])
+            return data
+
+        resp = self._retrying(f"GET /jobs?inputObject={key}", call)
+        for detail in as_list(resp.get("JobsDetail")):
+            op = detail.get("Operation") if isinstance(detail, dict) else None
+            if isinstance(op, dict) and op.get("UserData") == user_data:
                 return detail
         return None

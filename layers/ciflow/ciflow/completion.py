@@ -16,7 +16,7 @@ from .callbacks import JobClaim, job_claims, parse_body, parse_http_event
 from .ci import CiJobs
 from .errors import PermanentError, RequestRejected, RetryableError
 from .log import bind, logger
-from .records import Records
+from .records import RecordId, Records
 from .results import verdict
 from .rules import RuleSet, get_rules
 from .settings import Settings, get_settings
@@ -35,6 +35,7 @@ class CallbackHandler:
         self.ci = ci or CiJobs()
         self.settings = settings or get_settings()
         self.rules = rules or get_rules()
+        self.completer = Completer(self.storage, self.ci, self.settings, self.rules)
 
     def handle(self, event: Any) -> dict[str, Any]:
         try:
@@ -82,29 +83,58 @@ class CallbackHandler:
         if (confirmed_bucket != claim.bucket or str(inp.get("Object", "")) != claim.key
                 or str(op.get("UserData", "")) != (claim.user_data or "")):
             raise RequestRejected(403, "callback does not match the job CI reports")
-        ud = userdata.decode(claim.user_data)
-        assert ud is not None  # checked in _authenticate
+        return self.completer.complete(claim.bucket, detail)
+
+
+class Completer:
+    """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
+
+    def __init__(self, storage: Storage, ci: CiJobs, settings: Settings, rules: RuleSet):
+        self.storage = storage
+        self.ci = ci
+        self.settings = settings
+        self.rules = rules
+
+    def complete(self, bucket: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """`detail` is a JobsDetail as CI reports it (never a callback body)."""
+        job_id = str(detail.get("JobId", ""))
+        inp = detail.get("Input") if isinstance(detail.get("Input"), dict) else {}
+        op = detail.get("Operation") if isinstance(detail.get("Operation"), dict) else {}
+        key = str(inp.get("Object", ""))
+        ud = userdata.decode(op.get("UserData"))
+        if ud is None:
+            return {"job_id": job_id, "status": "not-ours"}
         rule = self.rules.by_name(ud.rule)
         if rule is None:
             logger.error("rule no longer exists; result not applied", extra={"rule": ud.rule})
-            return {"job_id": claim.job_id, "status": "unknown-rule"}
-        bind(rule=rule.name, etag=ud.etag)
+            return {"job_id": job_id, "status": "unknown-rule"}
+        bind(rule=rule.name, etag=ud.etag, key=key, job_id=job_id)
+        rid = RecordId(key, ud.etag, rule.name)
+        records = Records(self.storage, bucket, self.settings.state_prefix)
+        done = records.read_result(rid)
+        if done is not None and done.get("job_id") == job_id:
+            return {"job_id": job_id, "status": "already-applied", "outcome": done.get("outcome"),
+                    "final_key": done.get("final_key")}
+        claim = records.read_claim(rid) or {}
+        if claim.get("job_id") and claim["job_id"] != job_id:
+            # A second job for the same content (a retried submit, or a superseded one): never act twice.
+            logger.warning("callback for a superseded job; ignored", extra={"current_job_id": claim["job_id"]})
+            return {"job_id": job_id, "status": "superseded"}
         v = verdict(detail)
         if v is None:
-            logger.info("job not finished yet; ignoring early callback", extra={"state": detail.get("State")})
-            return {"job_id": claim.job_id, "status": "not-final", "state": detail.get("State")}
+            logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
+            return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
         try:
-            applied = ActionRunner(self.storage, claim.bucket, self.rules.quarantine_prefix).apply(
-                rule, claim.key, ud.etag, v)
+            applied = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix).apply(rule, key, ud.etag, v)
         except PermanentError as exc:
             logger.error("could not apply the verdict", extra={"code": exc.code})
-            return {"job_id": claim.job_id, "status": "error", "code": exc.code}
-        Records(self.storage, claim.bucket, self.settings.state_prefix).update(
-            claim.key, ud.etag, rule.name, job_id=claim.job_id, status=v.outcome, applied=applied.status,
-            final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason)
+            records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="error", reason=exc.code)
+            return {"job_id": job_id, "status": "error", "code": exc.code}
+        records.write_result(rid, job_id=job_id, outcome=v.outcome, applied=applied.status,
+                             final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason)
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})
-        return {"job_id": claim.job_id, "outcome": v.outcome, "status": applied.status,
+        return {"job_id": job_id, "outcome": v.outcome, "status": applied.status,
                 "final_key": applied.final_key, "suspicious_type": v.suspicious_type, "reason": v.reason}
 
 

@@ -1,8 +1,15 @@
-"""Job records: one small JSON object per (object, ETag, rule) under the state prefix.
+"""Job records: small JSON objects under the state prefix, one set per (object, ETag, rule).
 
-The record is created with a conditional PUT before a job is submitted, which is what makes submit
-idempotent: a second event for the same content finds the record and stops. Records are plain
-objects in the user's bucket, so they can be inspected with any S3 client.
+- ``jobs/<rule>/<h>/<etag>.json``     the *claim*: created with a conditional PUT before a job is
+  submitted, so a repeated event finds it and stops. Only the submitter writes it afterwards
+  (to add the job id), so it never races with the callback.
+- ``results/<rule>/<h>/<etag>.json``  the *result*: written by whoever applied the verdict
+  (callback or reconcile), after every action finished. Its presence means "done".
+- ``pending/<rule>/<h>/<etag>.json``  a marker that exists from claim to result, so the reconcile
+  timer lists only unfinished work.
+
+`<h>` is a hash of the key (keys can be long and contain anything). Records are plain objects in
+the user's bucket, readable with any S3 client.
 """
 
 from __future__ import annotations
@@ -10,19 +17,31 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
 
 from .storage import Storage
 
 
-def record_key(state_prefix: str, rule: str, key: str, etag: str) -> str:
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-    return f"{state_prefix}jobs/{rule}/{digest}/{etag}.json"
+@dataclass(frozen=True)
+class RecordId:
+    key: str
+    etag: str
+    rule: str
+
+    def path(self, state_prefix: str, kind: str) -> str:
+        digest = hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:32]
+        return f"{state_prefix}{kind}/{self.rule}/{digest}/{self.etag}.json"
 
 
-def new_record(bucket: str, key: str, etag: str, rule: str) -> dict[str, Any]:
-    return {"bucket": bucket, "key": key, "etag": etag, "rule": rule, "job_id": "", "status": "CLAIMED",
-            "claimed_at": int(time.time()), "updated_at": int(time.time())}
+def _load(raw: Optional[bytes]) -> Optional[dict[str, Any]]:
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 class Records:
@@ -31,24 +50,54 @@ class Records:
         self.bucket = bucket
         self.prefix = state_prefix
 
-    def claim(self, key: str, etag: str, rule: str) -> bool:
-        """Create the record if absent. True when this caller owns the submission."""
-        body = json.dumps(new_record(self.bucket, key, etag, rule)).encode()
-        return self.storage.create_if_absent(self.bucket, record_key(self.prefix, rule, key, etag), body)
+    def _put(self, rid: RecordId, kind: str, doc: dict[str, Any]) -> None:
+        self.storage.put(self.bucket, rid.path(self.prefix, kind), json.dumps(doc).encode())
 
-    def read(self, key: str, etag: str, rule: str) -> Optional[dict[str, Any]]:
-        raw = self.storage.get(self.bucket, record_key(self.prefix, rule, key, etag))
-        if raw is None:
-            return None
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            return None
-        return doc if isinstance(doc, dict) else None
+    def claim(self, rid: RecordId) -> bool:
+        """Create the claim if absent. True when this caller owns the submission."""
+        now = int(time.time())
+        doc = {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
+               "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 0}
+        if not self.storage.create_if_absent(self.bucket, rid.path(self.prefix, "jobs"), json.dumps(doc).encode()):
+            return False
+        self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "since": now})
+        return True
 
-    def update(self, key: str, etag: str, rule: str, **fields: Any) -> dict[str, Any]:
-        doc = self.read(key, etag, rule) or new_record(self.bucket, key, etag, rule)
+    def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
+        return _load(self.storage.get(self.bucket, rid.path(self.prefix, "jobs")))
+
+    def update_claim(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
+        doc = self.read_claim(rid) or {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule,
+                                       "claimed_at": int(time.time()), "attempts": 0}
         doc.update(fields)
         doc["updated_at"] = int(time.time())
-        self.storage.put(self.bucket, record_key(self.prefix, rule, key, etag), json.dumps(doc).encode())
+        self._put(rid, "jobs", doc)
+        # Re-assert the pending marker: a takeover after a crash may find it missing.
+        if doc.get("status") != "FAILED" and self.read_result(rid) is None:
+            self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule,
+                                       "since": doc.get("claimed_at", 0)})
         return doc
+
+    def read_result(self, rid: RecordId) -> Optional[dict[str, Any]]:
+        return _load(self.storage.get(self.bucket, rid.path(self.prefix, "results")))
+
+    def clear_result(self, rid: RecordId) -> None:
+        self.storage.delete(self.bucket, rid.path(self.prefix, "results"))
+
+    def write_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
+        """Record the final outcome, then drop the pending marker (in that order: never lose work)."""
+        doc = {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "at": int(time.time()), **fields}
+        self._put(rid, "results", doc)
+        self.storage.delete(self.bucket, rid.path(self.prefix, "pending"))
+        return doc
+
+    def pending(self, limit: int = 1000) -> Iterator[RecordId]:
+        """Unfinished (object, ETag, rule) triples, oldest listing order first."""
+        for key in self.storage.list_keys(self.bucket, f"{self.prefix}pending/", limit):
+            doc = _load(self.storage.get(self.bucket, key))
+            if doc and doc.get("key") and doc.get("etag") and doc.get("rule"):
+                yield RecordId(str(doc["key"]), str(doc["etag"]), str(doc["rule"]))
+            elif doc is None:
+                continue
+            else:
+                self.storage.delete(self.bucket, key)  # unreadable marker: nothing can be done with it

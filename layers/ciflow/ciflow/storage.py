@@ -229,6 +229,24 @@ class Storage:
         except Exception as exc:
             raise classify(exc, f"PUT {key}") from exc
 
+    def list_keys(self, bucket: str, prefix: str, limit: int = 1000) -> list[str]:
+        """Up to `limit` keys under `prefix`."""
+        keys: list[str] = []
+        token = None
+        try:
+            while len(keys) < limit:
+                kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": min(1000, limit - len(keys))}
+                if token:
+                    kwargs["ContinuationToken"] = token
+                r = self.client.list_objects_v2(**kwargs)
+                keys.extend(o["Key"] for o in r.get("Contents", []))
+                token = r.get("NextContinuationToken")
+                if not r.get("IsTruncated") or not token:
+                    break
+        except Exception as exc:
+            raise classify(exc, f"LIST {prefix}") from exc
+        return keys
+
     def get(self, bucket: str, key: str) -> Optional[bytes]:
         try:
             r = self.client.get_object(Bucket=bucket, Key=key)

@@ -12,7 +12,7 @@ from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, logger
-from .records import Records
+from .records import RecordId, Records
 from .rules import Rule, RuleSet, get_rules
 from .settings import Settings, get_settings
 from .storage import ObjectInfo, Storage
@@ -109,20 +109,33 @@ class Submitter:
                 result.jobs.append({"rule": rule.name, "job_id": job})
         return result
 
-    def submit(self, bucket: str, info: ObjectInfo, rule: Rule) -> Optional[str]:
-        """Submit one job unless a record for (key, ETag, rule) already exists. Returns the job id."""
+    def submit(self, bucket: str, info: ObjectInfo, rule: Rule, force: bool = False) -> Optional[str]:
+        """Submit one job unless (key, ETag, rule) is already claimed. Returns the job id, or None.
+
+        `force` (rescan) submits a new job even when one exists, and supersedes its result.
+        """
         etag = normalize_etag(info.etag)
+        rid = RecordId(info.key, etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
-        if not records.claim(info.key, etag, rule.name):
-            existing = records.read(info.key, etag, rule.name) or {}
-            age = time.time() - float(existing.get("claimed_at") or 0)
-            if existing.get("job_id") or age < STALE_CLAIM_SECONDS:
-                logger.info("duplicate event; job already claimed",
-                            extra={"rule": rule.name, "job_id": existing.get("job_id", "")})
-                return None
-            logger.warning("taking over a stale claim", extra={"rule": rule.name})
-        self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
         user_data = UserData(rule=rule.name, etag=etag).encode()
+        if not records.claim(rid):
+            claim = records.read_claim(rid) or {}
+            if not force:
+                age = time.time() - float(claim.get("claimed_at") or 0)
+                if claim.get("job_id") or claim.get("status") == "FAILED" or age < STALE_CLAIM_SECONDS:
+                    logger.info("duplicate event; job already claimed",
+                                extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
+                    return None
+                # The submitter died between claiming and recording: CI may have the job already.
+                found = self.ci.find(bucket, rule.job, info.key, user_data)
+                if found is not None:
+                    records.update_claim(rid, job_id=str(found["JobId"]), status="SUBMITTED")
+                    logger.warning("adopted the job of an interrupted submission", extra={"job_id": found["JobId"]})
+                    return str(found["JobId"])
+                logger.warning("taking over a stale claim", extra={"rule": rule.name})
+            else:
+                records.clear_result(rid)
+        self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
         url = ""
         if self.settings.callback_url:
             token = tokens.mint(self.settings.callback_secret, bucket, info.key, rule.name, etag,
@@ -131,15 +144,17 @@ class Submitter:
         request = build_job(rule, info.key, user_data, url, self.settings.callback_format)
         try:
             detail = self.ci.create(bucket, request)
-        except PermanentError:
-            records.update(info.key, etag, rule.name, status="FAILED")
+        except PermanentError as exc:
+            records.update_claim(rid, status="FAILED", reason=exc.code)
+            records.write_result(rid, outcome="FAILED", reason=exc.code, applied="submit-failed")
             raise
         except RetryableError:
-            # Release the claim's freshness so the retry is allowed to submit.
-            records.update(info.key, etag, rule.name, claimed_at=0)
+            records.update_claim(rid, claimed_at=0)  # let the platform's retry take over at once
             raise
         job_id = str(detail["JobId"])
-        records.update(info.key, etag, rule.name, job_id=job_id, status="PENDING")
+        claim = records.read_claim(rid) or {}
+        records.update_claim(rid, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()),
+                             attempts=int(claim.get("attempts") or 0) + 1)
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 
