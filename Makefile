@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test dev lint unit integration e2e clean
+.PHONY: venv demo test dev lint unit integration e2e clean chaos
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: venv
 
 dev: venv
 	$(PY) -m devstack serve
+
+chaos: venv
+	$(PY) -m devstack chaos
 
 lint: venv
 	$(PY) -m ruff check .

@@ -13,7 +13,8 @@ from .stack import Stack, StackOptions, write_env_file
 def _options(ns: argparse.Namespace) -> StackOptions:
     return StackOptions(key_encoding=ns.key_encoding, callback_format=ns.callback_format,
                         event_shape=ns.event_shape, context_style=ns.context_style, rules_file=ns.rules,
-                        event_copies=ns.event_copies)
+                        event_copies=ns.event_copies, reconcile_every=ns.reconcile_every,
+                        reconcile_after=ns.reconcile_after)
 
 
 def serve(ns: argparse.Namespace) -> int:
@@ -54,11 +55,20 @@ def main(argv: list = None) -> int:
     s.add_argument("--context-style", choices=["object", "dict"], default="object")
     s.add_argument("--event-copies", type=int, default=1)
     s.add_argument("--rules", default=None, help="rules JSON file for the functions")
+    s.add_argument("--reconcile-every", type=float, default=2.0, help="reconcile timer period (0 = off)")
+    s.add_argument("--reconcile-after", type=int, default=10, help="CIFLOW_RECONCILE_AFTER_SECONDS")
     d = sub.add_parser("demo", help="start the stack, upload samples, print what happened")
     d.add_argument("--timeout", type=float, default=60)
+    c = sub.add_parser("chaos", help="run every fault scenario and print the reliability table")
+    c.add_argument("--per-scenario", type=int, default=30)
+    c.add_argument("--timeout", type=float, default=90, help="seconds each scenario may take to settle")
     ns = p.parse_args(argv)
     if ns.cmd == "serve":
         return serve(ns)
+    if ns.cmd == "chaos":
+        from .chaos import main as chaos_main
+
+        return chaos_main(ns)
     from .demo import run_demo
 
     return run_demo(ns)

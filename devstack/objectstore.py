@@ -8,6 +8,7 @@ and the AWS CLI pick for an IP endpoint. Events are shaped like COS trigger even
 from __future__ import annotations
 
 import io
+import random
 import re
 import threading
 import time
@@ -86,9 +87,29 @@ class QuietHandler(WSGIRequestHandler):
 class EventingApp:
     """WSGI middleware around moto that recognises object creates and reports them."""
 
-    def __init__(self, app: Callable[..., Any], on_create: Callable[[str, str, str, dict[str, Any]], None]):
+    def __init__(self, app: Callable[..., Any], on_create: Callable[[str, str, str, dict[str, Any]], None],
+                 faults: Optional[dict[str, float]] = None):
         self.app = app
         self.on_create = on_create
+        self.faults = faults if faults is not None else {}
+
+    def _injected(self, method: str, query: dict[str, Any], environ: dict[str, Any],
+                  start_response: Callable[..., Any]) -> Optional[list[bytes]]:
+        """Fail a share of tagging and copy calls, the ways COS fails them."""
+        if method != "PUT":
+            return None
+        if "tagging" in query and random.random() < self.faults.get("tagging_fail_rate", 0.0):
+            body = b"<Error><Code>SlowDown</Code><Message>injected fault</Message></Error>"
+            start_response("503 Service Unavailable", [("Content-Type", "application/xml"),
+                                                       ("Content-Length", str(len(body)))])
+            return [body]
+        if environ.get("HTTP_X_AMZ_COPY_SOURCE") and random.random() < self.faults.get("copy_fail_rate", 0.0):
+            # COS can answer a failed copy with 200 and an <Error> body; half the faults do that.
+            body = b"<Error><Code>InternalError</Code><Message>injected fault</Message></Error>"
+            status = "200 OK" if random.random() < 0.5 else "500 Internal Server Error"
+            start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "")
@@ -109,6 +130,9 @@ class EventingApp:
             post_body = environ["wsgi.input"].read(length)
             environ["wsgi.input"] = io.BytesIO(post_body)
             kind = "Post"
+        injected = self._injected(method, query, environ, start_response)
+        if injected is not None:
+            return injected
         status_box: dict[str, str] = {}
 
         def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -140,6 +164,7 @@ class ObjectStore:
         self._server: Any = None
         self._thread: Optional[threading.Thread] = None
         self._encode_toggle = 0
+        self.faults: dict[str, float] = {"tagging_fail_rate": 0.0, "copy_fail_rate": 0.0}
 
     @property
     def endpoint(self) -> str:
@@ -182,7 +207,7 @@ class ObjectStore:
     def start(self) -> None:
         from moto.server import DomainDispatcherApplication, create_backend_app
 
-        app = EventingApp(DomainDispatcherApplication(create_backend_app), self._on_create)
+        app = EventingApp(DomainDispatcherApplication(create_backend_app), self._on_create, self.faults)
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="objectstore", daemon=True)

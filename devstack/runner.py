@@ -114,7 +114,8 @@ class AsyncInvoker:
         """Accept an event (as COS hands it to SCF) for asynchronous invocation."""
         request_id = str(uuid.uuid4())
         with self._cv:
-            self.events.append({"request_id": request_id, "event": event, "time": time.time()})
+            self.events.append({"request_id": request_id, "event": event, "time": time.time(),
+                                "copies": self.copies})
             self._pending += self.copies
         for _ in range(self.copies):
             self._queue.put({"request_id": request_id, "event": event})
@@ -138,6 +139,37 @@ class AsyncInvoker:
             with self._cv:
                 self._pending -= 1
                 self._cv.notify_all()
+
+
+class Timer:
+    """A timer trigger: invokes `function` every `interval` seconds with SCF's timer event."""
+
+    def __init__(self, host: FunctionHost, function: str, interval: float, name: str = "reconcile"):
+        self.host = host
+        self.function = function
+        self.interval = interval
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"scf-timer-{name}", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def fire(self) -> Any:
+        event = {"Type": "Timer", "TriggerName": self.name,
+                 "Time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "Message": ""}
+        return self.host.invoke(self.function, event)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.fire()
+            except Exception:  # noqa: BLE001, S110 - the host logged the failed run; the next one retries
+                pass
 
 
 def function_url_event(method: str, path: str, query: str, headers: dict[str, str], body: bytes,
@@ -171,6 +203,9 @@ class HttpTrigger:
         self.port = port
         self.requests: list[dict[str, Any]] = []
         self._server: Optional[ThreadingHTTPServer] = None
+        # Extra loopback-only admin paths under /_devstack/ (set by the stack).
+        self.on_admin: Optional[Callable[[str, str, bytes], Any]] = None
+        self.invoker: Optional[AsyncInvoker] = None  # exposes delivered COS events under /_devstack/events
 
     @property
     def url(self) -> str:
@@ -190,7 +225,7 @@ class HttpTrigger:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
                 if parts.path.startswith("/_devstack/"):
-                    return self._admin(parts.path)
+                    return self._admin(parts.path, body)
                 event = function_url_event(self.command, parts.path, parts.query, dict(self.headers.items()),
                                            body, self.client_address[0], trigger.shape)
                 try:
@@ -211,9 +246,20 @@ class HttpTrigger:
                 self.wfile.write(data)
                 return None
 
-            def _admin(self, path: str) -> None:
-                data = json.dumps({"invocations": trigger.fhost.invocations}, default=str).encode()
-                self.send_response(200)
+            def _admin(self, path: str, body: bytes) -> None:
+                if path == "/_devstack/invocations":
+                    out: Any = {"invocations": trigger.fhost.invocations}
+                elif path == "/_devstack/events" and trigger.invoker is not None:
+                    out = {"events": [{"request_id": e["request_id"], "copies": e["copies"], "time": e["time"],
+                                       "keys": [r.get("cos", {}).get("cosObject", {}).get("key")
+                                                for r in e["event"].get("Records", [])]}
+                                      for e in trigger.invoker.events]}
+                elif trigger.on_admin is not None:
+                    out = trigger.on_admin(path, self.command, body)
+                else:
+                    out = None
+                data = json.dumps(out, default=str).encode()
+                self.send_response(200 if out is not None else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -1,14 +1,17 @@
 """Short demo videos for the VideoTargetRec job, encoded at run time with PyAV.
 
 `build_videos(out_dir)` writes three ~3.5 s, 480x360, 15 fps MP4 files (H.264 through libx264 when
-PyAV's FFmpeg has it, else MPEG-4 Part 2), each a few tens of KB, and returns ``{name: path}``:
+PyAV's FFmpeg has it, else MPEG-4 Part 2), 20-60 KB each with H.264 (about 200 KB with MPEG-4),
+and returns ``{name: path}``:
 
 * ``person`` → ``person.mp4``: a slow pan and zoom over ``skimage.data.astronaut()``.
 * ``cat``    → ``cat.mp4``:    ``skimage.data.chelsea()`` on a plain beige card, slowly zooming.
   The photo is a close-up that cuts the cat's ears off; shown full-frame, OpenCV's cat-face
-  cascade does not fire on it, so the photo is shrunk onto the card until the whole face fits.
+  cascades do not find the face (at most a nose-sized partial box), so the photo is shrunk onto
+  the card until the whole face fits in the detection window.
 * ``empty``  → ``empty.mp4``:  a pan and zoom over ``skimage.data.coffee()`` (a cup on a
-  table), on which none of the emulator's person or cat detectors fire.
+  table), on which none of the emulator's person or cat detectors fire (checked on every frame,
+  with both encoders).
 
 Source images and their licences
 --------------------------------

@@ -6,16 +6,17 @@ pointing the endpoints at loopback; nothing else differs.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .emulator.cossign import Credential
 from .emulator.server import CiEmulator
 from .objectstore import ObjectStore
-from .runner import AsyncInvoker, FunctionHost, HttpTrigger
+from .runner import AsyncInvoker, FunctionHost, HttpTrigger, Timer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,8 @@ class StackOptions:
     context_style: str = "object"      # object | dict
     rules_file: Optional[str] = None
     event_copies: int = 1              # deliver each COS event N times (at-least-once)
+    reconcile_every: float = 2.0       # the reconcile timer's period in seconds (0 = off)
+    reconcile_after: int = 10          # CIFLOW_RECONCILE_AFTER_SECONDS for the functions
 
 
 class Stack:
@@ -45,6 +48,20 @@ class Stack:
         self.store = ObjectStore(self.o.region, self.invoker.deliver, self.o.key_encoding)
         self.emulator: Optional[CiEmulator] = None
         self.trigger = HttpTrigger(self.host, "callback", self.o.event_shape)
+        self.trigger.on_admin = self.admin
+        self.trigger.invoker = self.invoker
+        self.timer = Timer(self.host, "reconcile", self.o.reconcile_every)
+
+    def admin(self, path: str, method: str, body: bytes) -> Any:
+        """`/_devstack/config`: fault switches of the object store and the runner, settable per run."""
+        if path != "/_devstack/config":
+            return None
+        if method == "POST":
+            values = json.loads(body or b"{}")
+            if "event_copies" in values:
+                self.invoker.copies = int(values.pop("event_copies"))
+            self.store.faults.update({k: float(v) for k, v in values.items() if k in self.store.faults})
+        return {"event_copies": self.invoker.copies, **self.store.faults}
 
     @property
     def bucket_names(self) -> list[str]:
@@ -66,6 +83,7 @@ class Stack:
             "CIFLOW_S3_ENDPOINT": self.store.endpoint,
             "CIFLOW_CI_ENDPOINT": self.emulator.endpoint,
             "POWERTOOLS_SERVICE_NAME": "ciflow",
+            "CIFLOW_RECONCILE_AFTER_SECONDS": str(self.o.reconcile_after),
         }
         if self.o.rules_file:
             env["CIFLOW_RULES_FILE"] = str(Path(self.o.rules_file).resolve())
@@ -82,6 +100,7 @@ class Stack:
             "CIFLOW_DEV_BUCKETS": ",".join(self.bucket_names),
             "CIFLOW_DEV_CI_ADMIN": f"{self.emulator.endpoint}/_emulator/" if self.emulator else "",
             "CIFLOW_DEV_RUNNER_ADMIN": f"{self.trigger.url}_devstack/invocations",
+            "CIFLOW_DEV_CONFIG": f"{self.trigger.url}_devstack/config",
         }
 
     def start(self) -> Stack:
@@ -92,6 +111,7 @@ class Stack:
         self.emulator.start()
         self.trigger.start()
         os.environ.update(self.function_env())
+        self.timer.start()
         import boto3
 
         s3 = boto3.client("s3", endpoint_url=self.store.endpoint, region_name=self.o.region,
@@ -101,6 +121,7 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        self.timer.stop()
         self.trigger.stop()
         if self.emulator is not None:
             self.emulator.stop()

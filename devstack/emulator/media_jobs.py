@@ -8,7 +8,11 @@ OUTPUT with PyAV, laid out like CI's `MediaInfo`: `Format` + `Stream.Video`/`Str
 and `MediaResult` (`OutputFile`: Bucket, Region, ObjectName, ObjectPrefix, Md5Info). Both pages say these
 two are not returned while the job is incomplete, so a failed job has neither.
 
-VideoEnhance (parameters from `TemplateId`, which wins, or the inline `VideoEnhance`):
+The pages take the VideoEnhance, Watermark and DigitalWatermark parameters "as in" the create-template
+APIs; the names, value sets and ranges validated here are those APIs' documented ones.
+
+VideoEnhance (parameters from `TemplateId`, which wins, or the inline `VideoEnhance`; `TranscodeTemplateId`,
+used in the page's first sample, replaces the Transcode part):
 - `Transcode.Container.Format` mp4 | mov | mkv | flv | ts | webm (`hls`/`dash` are CI formats this
   emulator does not segment, and are refused); `Video.Codec` H.264 (libx264) | H.265 (libx265) |
   VP8 (libvpx) | VP9 (libvpx-vp9) | AV1 (libsvtav1); `Width`/`Height` (even, 128-4096; one alone keeps the
@@ -19,10 +23,10 @@ VideoEnhance (parameters from `TemplateId`, which wins, or the inline `VideoEnha
   `AudioMix` are accepted and not applied.
 - `SuperResolution`: a real upscale with swscale's lanczos to the Transcode size, or, without one, to twice
   the source within 1920x1080 (`sdtohd`) or 3840x2160 (`hdto4k`); `Version=Enhance` adds a light 3x3
-  `unsharp` after it. (Any other resize uses bicubic.)
+  `unsharp` after it; `EnableScaleUp` is validated and not used. (Any other resize uses bicubic.)
 - `ColorEnhance` (each 0-100, empty = "automatic", taken as 50): `Contrast` c and `Correction` r drive one
   `lutyuv` on luma, y' = (gammaval(1/(1+r/200)) - 128) * (1 + c/200) + 128; `Saturation` s is `hue=s=1+s/100`.
-  (FFmpeg's `eq` is not in the PyAV wheel.)
+  (FFmpeg's `eq` is not in the PyAV wheel.) `Enable=false` turns ColorEnhance / MsSharpen off.
 - `MsSharpen` (`SharpenLevel` 0-10, empty = 5): two `unsharp` passes, 3x3 and 7x7, amounts 0.12*L and 0.08*L.
 - `SDRtoHDR`: the `colorspace` filter converts BT.709 to BT.2020 (10-bit output where the encoder has it)
   and the stream is tagged PQ (`HDR10`) or HLG; the tone curve itself is tagged, not re-graded.
@@ -33,11 +37,14 @@ VideoEnhance (parameters from `TemplateId`, which wins, or the inline `VideoEnha
   `<bucket>.cos.<region>.myqcloud.com/<key>` or path-style `<endpoint>/<bucket>/<key>`); both are composited
   by FFmpeg's `overlay`, with `enable='between(t,StartTime,EndTime)'`. `Transparency` (1-100) is applied as
   the watermark's opacity in percent.
-- `DigitalWatermark` (optional): as for the DigitalWatermark job below; with `IgnoreError=true` a source
-  that is too short only marks `DigitalWatermark.State` Failed, otherwise the job fails.
+- `DigitalWatermark` (optional; `Type` Text, `Version` V1, `Message` 1-64 characters of Chinese, letters,
+  digits, `_`, `-`, `*`): as for the DigitalWatermark job below. `DigitalWatermark.State` in the job's
+  Operation goes Running → Success; a source that is too short marks it Failed and fails the job, unless
+  `IgnoreError=true`, when the job goes on without the digital watermark.
 
 DigitalWatermark: the source must be longer than 90 s (`config["digital_watermark_min_seconds"]`); the
-output keeps the input's container, size and frame rate (H.264 at CRF 18, audio re-encoded).
+output keeps the input's container, size and frame rate (H.264 at CRF 18, audio re-encoded). `IgnoreError`
+is accepted and, as documented, only matters in other job types.
 
 Tencent's invisible digital watermark cannot be reproduced: its algorithm is not public. This emulator
 embeds the message in a documented, locally verifiable form instead, twice:
@@ -48,7 +55,8 @@ embeds the message in a documented, locally verifiable form instead, twice:
    one's and bit 0 for the reverse (only pairs that do not already say so are nudged). Each frame holds an
    8-bit chunk index, an 8-bit chunk count and one chunk of `b"CW" + len16 + message + crc32`; frame i
    carries chunk i mod count. `extract_digital_watermark(path)` decodes every frame, majority-votes each
-   chunk and checks the CRC; it falls back to the metadata when the frames are too small to carry chunks.
+   chunk and checks the CRC; when no marker decodes it falls back to the metadata
+   (`extract_digital_watermark_details` reports both carriers).
 The marker is faintly visible on flat areas, unlike Tencent's.
 
 Errors. Request validation raises `ApiError` (from `.server`) with the codes server.py already uses:
@@ -72,6 +80,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import hashlib
 import math
 import os
@@ -627,7 +636,7 @@ def _ratio(num: int, den: int) -> str:
 
 
 def _tag_hex(tag: str) -> str:
-    if not tag or len(tag) != 4:
+    if not tag or len(tag) != 4 or not tag.strip("\0"):
         return "0x0000"
     return "0x" + "".join(f"{ord(ch) & 255:02x}" for ch in reversed(tag))
 
@@ -1199,7 +1208,8 @@ def render(src_path: str, dst_path: str, plan: EnhancePlan, *, overlays_for: Cal
             out = av.open(dst_path, "w", format=muxer, options=options)
         except av.FFmpegError as exc:
             raise _api_error(ERR_INTERNAL, f"cannot create the output: {exc}") from None
-        with out:
+        finished = False
+        try:
             if dw:
                 out.metadata["comment"] = DW_COMMENT_PREFIX + base64.b64encode(dw.message.encode()).decode()
                 out.metadata[DW_TAG] = dw.message
@@ -1293,19 +1303,38 @@ def render(src_path: str, dst_path: str, plan: EnhancePlan, *, overlays_for: Cal
             if aus is not None:
                 mux(aus.encode(None))
             del graph
+            finished = True
+        finally:
+            try:
+                out.close()
+            except av.FFmpegError as exc:
+                # Closing a muxer that already failed may fail again; only a close after success is news.
+                if finished:
+                    raise _api_error(ERR_INTERNAL, f"cannot finish the output: {exc}") from None
 
 
 # ================================================================================ processors
-def _set_op(emu: Any, job: Any, key: str, value: Any) -> None:
+def _put(d: dict[str, Any], key: str, value: Any, after: Optional[str] = None) -> None:
+    """d[key] = value; a new key goes right after `after` when that is present (the pages' element order)."""
+    if key in d or after not in d:
+        d[key] = value
+        return
+    items = list(d.items())
+    i = [k for k, _ in items].index(after) + 1
+    d.clear()
+    d.update(items[:i] + [(key, value)] + items[i:])
+
+
+def _set_op(emu: Any, job: Any, key: str, value: Any, after: Optional[str] = None) -> None:
     lock = getattr(emu, "_lock", None)
     with lock if lock is not None else contextlib.nullcontext():
-        job.detail["Operation"][key] = value
+        _put(job.detail["Operation"], key, value, after)
 
 
 def _set_progress(emu: Any, job: Any, pct: float) -> None:
     lock = getattr(emu, "_lock", None)
     with lock if lock is not None else contextlib.nullcontext():
-        job.detail["Progress"] = str(int(pct))
+        _put(job.detail, "Progress", str(int(pct)), after="State")
 
 
 def _expand(obj: str, ext: str, job_id: str) -> str:
@@ -1390,17 +1419,36 @@ def _finish(emu: Any, job: Any, local: str, ext: str) -> tuple[str, dict[str, An
     except Exception as exc:  # noqa: BLE001 - an output PyAV cannot read back is our failure
         raise _api_error(ERR_INTERNAL, f"the output cannot be read back: {exc}") from None
     result = _upload_output(emu, job, local, ext)
+    _set_op(emu, job, "MediaInfo", info)  # the server sets it again from the return value; this fixes the order
     _set_op(emu, job, "MediaResult", result)
     _set_progress(emu, job, 100)
     return "MediaInfo", info
 
 
+def _guarded(run: Callable[[CiEmulator, Job], tuple[str, dict[str, Any]]]) -> Callable[..., Any]:
+    """A failure nobody anticipated still fails the job (InternalError) instead of leaving it Running."""
+
+    def processor(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any]]:
+        from .server import ApiError
+
+        try:
+            return run(emu, job)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure, as CI reports its own
+            raise _api_error(ERR_INTERNAL, f"media processing failed: {type(exc).__name__}: {exc}"[:500]) from exc
+
+    processor.__name__ = run.__name__
+    processor.__doc__ = run.__doc__
+    return processor
+
+
 def process_video_enhance(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any]]:
     plan = resolve_video_enhance(job.request, emu.config)
     if plan.template_name is not None:
-        _set_op(emu, job, "TemplateName", plan.template_name)
+        _set_op(emu, job, "TemplateName", plan.template_name, after="TemplateId")
     if plan.transcode_template_name is not None:
-        _set_op(emu, job, "TranscodeTemplateName", plan.transcode_template_name)
+        _set_op(emu, job, "TranscodeTemplateName", plan.transcode_template_name, after="TranscodeTemplateId")
     dw_req = job.request["Operation"].get("DigitalWatermark")
     if plan.digital_watermark is not None:
         _set_op(emu, job, "DigitalWatermark", {**dw_req, "State": "Running"})
@@ -1462,7 +1510,7 @@ def process_digital_watermark(emu: CiEmulator, job: Job) -> tuple[str, dict[str,
 
 
 def register(emu: CiEmulator) -> None:
-    emu.config.setdefault("media_templates", {k: dict(v) for k, v in DEFAULT_TEMPLATES.items()})
+    emu.config.setdefault("media_templates", copy.deepcopy(DEFAULT_TEMPLATES))
     emu.config.setdefault("digital_watermark_min_seconds", 90)
     emu.config.setdefault("media_x264_preset", "veryfast")
 
@@ -1472,7 +1520,7 @@ def register(emu: CiEmulator) -> None:
     def validate_dw(doc: dict[str, Any]) -> None:
         validate_digital_watermark(doc, emu.config)
 
-    emu.processors[TAG_VIDEO_ENHANCE] = process_video_enhance
+    emu.processors[TAG_VIDEO_ENHANCE] = _guarded(process_video_enhance)
     emu.validators[TAG_VIDEO_ENHANCE] = validate_ve
-    emu.processors[TAG_DIGITAL_WATERMARK] = process_digital_watermark
+    emu.processors[TAG_DIGITAL_WATERMARK] = _guarded(process_digital_watermark)
     emu.validators[TAG_DIGITAL_WATERMARK] = validate_dw

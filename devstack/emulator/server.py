@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import queue
+import random
 import threading
 import time
 import urllib.error
@@ -78,12 +79,21 @@ class CiEmulator:
         self.port = port
         self.jobs: dict[str, Job] = {}
         self.requests: list[dict[str, Any]] = []
+        self.lost_jobs: list[str] = []
         self.config: dict[str, Any] = {
             "job_delay": 0.0,            # seconds before a job starts
             "json_jobs_detail": "object",  # object | array (shape of JobsDetail in JSON callbacks)
             "json_numbers": "int",       # int | str (how numbers are typed in JSON callbacks)
             "callback_retries": 2,
             "fail_next_creates": 0,      # answer the next N POST /jobs with 503 and create nothing
+            # Fault injection (shares are probabilities per request / job / callback):
+            "throttle_rate": 0.0,        # answer signed API requests with 429 or 503 before doing anything
+            "accept_then_fail_rate": 0.0,  # create the job, then answer POST /jobs with 503
+            "lose_job_rate": 0.0,        # accept a job that then vanishes (never runs, unknown to GET)
+            "callback_drop_rate": 0.0,   # never send the callback
+            "callback_duplicate_rate": 0.0,  # send the callback twice
+            "callback_delay": 0.0,       # seconds added before every callback
+            "callback_jitter": 0.0,      # up to this many random seconds more, which reorders callbacks
         }
         self.processors: dict[str, Processor] = {}
         self.validators: dict[str, Validator] = {}
@@ -155,6 +165,9 @@ class CiEmulator:
             "Operation": operation,
         }
         job = Job(job_id, bucket, region, tag, doc, detail)
+        if random.random() < float(self.config.get("lose_job_rate") or 0):
+            self.lost_jobs.append(job_id)  # answered as created, then forgotten: never runs, never found
+            return job
         with self._lock:
             self.jobs[job_id] = job
         self._queue.put(job_id)
@@ -293,6 +306,22 @@ class CiEmulator:
         url = job.request.get("CallBack")
         if not url or url == "no" or job.request.get("CallBackType") == "TDMQ":
             return
+        cfg = self.config
+        if random.random() < float(cfg.get("callback_drop_rate") or 0):
+            job.callbacks.append({"attempt": 0, "status": None, "error": "dropped (injected)", "time": time.time()})
+            return
+        copies = 2 if random.random() < float(cfg.get("callback_duplicate_rate") or 0) else 1
+        for n in range(copies):
+            delay = float(cfg.get("callback_delay") or 0) + random.uniform(0, float(cfg.get("callback_jitter") or 0))
+            if delay or n:
+                t = threading.Timer(delay + 0.05 * n, self._deliver, args=(job,))
+                t.daemon = True
+                t.start()
+            else:
+                self._deliver(job)
+
+    def _deliver(self, job: Job) -> None:
+        url = job.request["CallBack"]
         fmt = job.request.get("CallBackFormat", "XML")
         body, ctype = self.callback_body(job, fmt)
         attempts = 1 + int(self.config.get("callback_retries", 2))
@@ -420,6 +449,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, query: str, body: bytes, bucket: str, region: str,
                entry: dict[str, Any]) -> tuple[int, bytes]:
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        if random.random() < float(self.emu.config.get("throttle_rate") or 0):
+            if random.random() < 0.5:
+                raise ApiError("SlowDown", "injected fault: request rate too high", 429)
+            raise ApiError("ServiceUnavailable", "injected fault: service unavailable", 503)
         if method == "POST" and path == "/jobs":
             with self.emu._lock:
                 if self.emu.config.get("fail_next_creates", 0) > 0:
@@ -441,6 +474,8 @@ class _Handler(BaseHTTPRequestHandler):
             entry["request"] = doc
             job = self.emu.create_job(bucket, region, doc)
             entry["job_id"] = job.job_id
+            if random.random() < float(self.emu.config.get("accept_then_fail_rate") or 0):
+                raise ApiError("InternalError", "injected fault: the job was accepted but the answer failed", 503)
             return 200, to_xml("Response", {"JobsDetail": job.detail}).encode()
         if method == "GET" and path.startswith("/jobs/"):
             ids = [i for i in path[len("/jobs/"):].split(",") if i]
@@ -470,6 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
                 data = emu.config
             elif path == "/_emulator/config":
                 data = emu.config
+            elif path == "/_emulator/lost":
+                data = emu.lost_jobs
             elif path == "/_emulator/health":
                 data = {"ok": True}
             else:

@@ -187,7 +187,16 @@ def test_no_message_when_cars_are_not_asked_for(emu: CiEmulator) -> None:
     assert result["BodyRecognition"] == result["PetRecognition"] == result["CarRecognition"] == []
 
 
-def test_a_configured_car_cascade_is_used(s3_endpoint: str, videos: dict[str, Path]) -> None:
+def test_a_car_request_without_a_model_logs_one_line(emu: CiEmulator, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger=vtr.__name__):
+        job, result = run(emu, "input/empty.mp4", {"VideoTargetRec": {"Car": "true"}})
+    lines = [r.getMessage() for r in caplog.records if r.name == vtr.__name__]
+    assert len(lines) == 1 and job.job_id in lines[0] and "car detection is not available" in lines[0]
+    assert result["Message"] == vtr.CAR_UNAVAILABLE and result["CarRecognition"] == []
+
+
+@pytest.mark.usefixtures("emu")  # uploads the videos
+def test_a_configured_car_cascade_is_used(s3_endpoint: str) -> None:
     # No car model ships with OpenCV; the cat-face cascade stands in for one to show the plumbing.
     e = CiEmulator(REGION, [], s3_endpoint)
     e.config["car_cascade_path"] = cv2.data.haarcascades + "haarcascade_frontalcatface.xml"
@@ -285,6 +294,7 @@ def test_resolve_targets() -> None:
         {"Body": False, "Pet": False, "Car": True}, None)
 
 
+@pytest.mark.usefixtures("emu")
 def test_the_emulator_runs_a_job_end_to_end(s3_endpoint: str) -> None:
     e = CiEmulator(REGION, [], s3_endpoint, workers=1)
     e.start()
@@ -298,7 +308,7 @@ def test_the_emulator_runs_a_job_end_to_end(s3_endpoint: str) -> None:
         assert op["TemplateName"] == vtr.DEFAULT_TEMPLATE_NAME
         assert op["VideoTargetRecResult"]["PetRecognition"]
         xml, _ = e.callback_body(job, "XML")
-        assert b"<PetRecognition><Time>0</Time><Url/><PetInfo><Name>cat</Name><Score>" in xml
+        assert b"</Time><Url/><PetInfo><Name>cat</Name><Score>" in xml
         parsed = element_to_dict(ElementTree.fromstring(xml))
         assert parsed["JobsDetail"]["Operation"]["VideoTargetRecResult"]["State"] == "Success"
         body, _ = e.callback_body(job, "JSON")
@@ -340,6 +350,31 @@ def test_corrupt_frames_fail_with_video_decode_failed(emu: CiEmulator, videos: d
     size = int.from_bytes(data[start - 8:start - 4], "big")
     data[start:start - 8 + size] = bytes(size - 8)  # zero the coded frames, keep the index
     _failed(run_failing(emu, "input/zeroed.mp4", bytes(data)), "VideoDecodeFailed")
+
+
+def test_a_template_enabling_nothing_fails(emu: CiEmulator) -> None:
+    emu.config["video_target_rec_templates"] = {"tpl-off": {"Body": "false"}}
+    try:
+        job = new_job(emu, "input/empty.mp4", {"TemplateId": "tpl-off"})
+        with pytest.raises(ApiError) as info:
+            vtr.process(emu, job)
+    finally:
+        emu.config["video_target_rec_templates"] = {}
+    _failed(info.value, "InvalidArgument")
+
+
+@pytest.mark.usefixtures("emu")
+def test_a_snapshot_that_cannot_be_written_fails(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    e = CiEmulator(REGION, [], s3_endpoint)
+
+    def refuse(**kwargs: Any) -> None:
+        raise RuntimeError("AccessDenied")
+
+    monkeypatch.setattr(e.s3(), "put_object", refuse)
+    job = new_job(e, "input/cat.mp4", {"VideoTargetRec": {"Pet": "true"}, "SnapshotPrefix": "snaps"})
+    with pytest.raises(ApiError) as info:
+        vtr.process(e, job)
+    _failed(info.value, "SnapshotWriteFailed")
 
 
 def test_a_missing_object_fails(emu: CiEmulator) -> None:

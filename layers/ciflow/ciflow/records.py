@@ -84,11 +84,14 @@ class Records:
     def clear_result(self, rid: RecordId) -> None:
         self.storage.delete(self.bucket, rid.path(self.prefix, "results"))
 
+    def drop_pending(self, rid: RecordId) -> None:
+        self.storage.delete(self.bucket, rid.path(self.prefix, "pending"))
+
     def write_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
         """Record the final outcome, then drop the pending marker (in that order: never lose work)."""
         doc = {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "at": int(time.time()), **fields}
         self._put(rid, "results", doc)
-        self.storage.delete(self.bucket, rid.path(self.prefix, "pending"))
+        self.drop_pending(rid)
         return doc
 
     def pending(self, limit: int = 1000) -> Iterator[RecordId]:

@@ -31,6 +31,9 @@ ENV_VARS = {
     "CIFLOW_CI_ENDPOINT": "optional; CI endpoint: a URL (http://host:port) or an EndpointCi domain",
     "CIFLOW_STATE_PREFIX": "optional; key prefix for ciflow's job records (default .ciflow/)",
     "CIFLOW_HTTP_TIMEOUT": "optional; seconds for each HTTP call to COS or CI (default 10)",
+    "CIFLOW_RECONCILE_AFTER_SECONDS": "optional; reconcile re-checks jobs pending longer than this (default 900)",
+    "CIFLOW_RECONCILE_GIVE_UP_SECONDS": "optional; a job still unfinished after this is FAILED (default 21600)",
+    "CIFLOW_MAX_SUBMIT_ATTEMPTS": "optional; lost jobs are resubmitted up to this many times in all (default 3)",
 }
 
 DEFAULT_RULES_FILE = os.path.join(os.path.dirname(__file__), "default_rules.json")
@@ -61,6 +64,9 @@ class Settings:
     ci_endpoint: CiEndpoint
     state_prefix: str
     http_timeout: float
+    reconcile_after_seconds: int = 900
+    reconcile_give_up_seconds: int = 21600
+    max_submit_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         ci_endpoint=parse_ci_endpoint(env.get("CIFLOW_CI_ENDPOINT", "")),
         state_prefix=state_prefix,
         http_timeout=http_timeout,
+        reconcile_after_seconds=_int(env, "CIFLOW_RECONCILE_AFTER_SECONDS", 900, 0, 7 * 24 * 3600),
+        reconcile_give_up_seconds=_int(env, "CIFLOW_RECONCILE_GIVE_UP_SECONDS", 21600, 1, 30 * 24 * 3600),
+        max_submit_attempts=_int(env, "CIFLOW_MAX_SUBMIT_ATTEMPTS", 3, 1, 20),
     )
 
 

@@ -109,10 +109,13 @@ class Submitter:
                 result.jobs.append({"rule": rule.name, "job_id": job})
         return result
 
-    def submit(self, bucket: str, info: ObjectInfo, rule: Rule, force: bool = False) -> Optional[str]:
+    def submit(self, bucket: str, info: ObjectInfo, rule: Rule, force: bool = False,
+               takeover: bool = False) -> Optional[str]:
         """Submit one job unless (key, ETag, rule) is already claimed. Returns the job id, or None.
 
         `force` (rescan) submits a new job even when one exists, and supersedes its result.
+        `takeover` (reconcile) replaces a claim whose job was lost or never recorded; an accepted
+        job is still adopted rather than duplicated.
         """
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
@@ -122,13 +125,14 @@ class Submitter:
             claim = records.read_claim(rid) or {}
             if not force:
                 age = time.time() - float(claim.get("claimed_at") or 0)
-                if claim.get("job_id") or claim.get("status") == "FAILED" or age < STALE_CLAIM_SECONDS:
+                in_flight = bool(claim.get("job_id")) or age < STALE_CLAIM_SECONDS
+                if claim.get("status") == "FAILED" or (in_flight and not takeover):
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     return None
                 # The submitter died between claiming and recording: CI may have the job already.
                 found = self.ci.find(bucket, rule.job, info.key, user_data)
-                if found is not None:
+                if found is not None and found.get("JobId") != claim.get("job_id"):
                     records.update_claim(rid, job_id=str(found["JobId"]), status="SUBMITTED")
                     logger.warning("adopted the job of an interrupted submission", extra={"job_id": found["JobId"]})
                     return str(found["JobId"])

@@ -1,0 +1,61 @@
+"""How SCF runs our artifacts, and how to reproduce that locally.
+
+SCF's Python 3.9 runtime is CPython 3.9 on Linux x86-64. It unpacks the code zip to `/var/user` and
+every layer zip to `/opt`, and runs with `PYTHONPATH=/var/user:/opt` (platform.md §5).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Optional
+
+PLATFORM, IMPLEMENTATION, PYTHON_VERSION = "manylinux2014_x86_64", "cp", "3.9"
+# The marker environment of the target, for checking wheels' Requires-Python and Requires-Dist.
+# The runtime's patch release is not documented, so the oldest 3.9 is assumed.
+MARKER_ENV = {
+    "python_version": "3.9", "python_full_version": "3.9.0", "implementation_name": "cpython",
+    "platform_python_implementation": "CPython", "sys_platform": "linux", "platform_system": "Linux",
+    "platform_machine": "x86_64", "os_name": "posix", "extra": "",
+}
+
+PYENV_PYTHON39 = "/root/.pyenv/versions/3.9.18/bin/python3.9"
+
+
+def python39() -> Optional[str]:
+    """A local CPython 3.9 interpreter (pyenv's 3.9.18, else `python3.9` on PATH), or None."""
+    for candidate in (PYENV_PYTHON39, shutil.which("python3.9")):
+        if not candidate or not os.access(candidate, os.X_OK):
+            continue
+        try:
+            out = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        except OSError:
+            continue
+        if out == PYTHON_VERSION:  # a pyenv shim may exist for a version that is not installed
+            return candidate
+    return None
+
+
+def lay_out(root: Path, code: Path, layers: Iterable[Path]) -> dict[str, str]:
+    """Unzip `code` into `root/var/user` and the layers into `root/opt`, as SCF does.
+
+    Returns the environment that puts them on the path the way the runtime does.
+    """
+    user, opt = root / "var" / "user", root / "opt"
+    for zip_path, dest in [(code, user), *((layer, opt) for layer in layers)]:
+        dest.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(dest)
+    return {"PYTHONPATH": f"{user}{os.pathsep}{opt}", "TENCENTCLOUD_RUNENV": "SCF"}
+
+
+def isolated_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without anything that would leak this machine's Python into 3.9."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", **extra)
+    return env
