@@ -41,21 +41,13 @@ def python39() -> Optional[str]:
     return None
 
 
-def lay_out(root: Path, code: Path, layers: Iterable[Path]) -> dict[str, str]:
-    """Unzip `code` into `root/var/user` and the layers into `root/opt`, as SCF does.
+def lay_out(root: Path, code: Path, layers: Iterable[Path]) -> Path:
+    """Unzip `code` into `root/var/user` and the layers into `root/opt`, as SCF does; returns `root`.
 
-    Returns the environment that puts them on the path the way the runtime does.
+    `python -m devstack serve --function-root ROOT` runs functions from this layout.
     """
-    user, opt = root / "var" / "user", root / "opt"
-    for zip_path, dest in [(code, user), *((layer, opt) for layer in layers)]:
+    for zip_path, dest in [(code, root / "var" / "user"), *((layer, root / "opt") for layer in layers)]:
         dest.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(dest)
-    return {"PYTHONPATH": f"{user}{os.pathsep}{opt}", "TENCENTCLOUD_RUNENV": "SCF"}
-
-
-def isolated_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without anything that would leak this machine's Python into 3.9."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
-    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", **extra)
-    return env
+    return root

@@ -14,7 +14,8 @@ def _options(ns: argparse.Namespace) -> StackOptions:
     return StackOptions(key_encoding=ns.key_encoding, callback_format=ns.callback_format,
                         event_shape=ns.event_shape, context_style=ns.context_style, rules_file=ns.rules,
                         event_copies=ns.event_copies, reconcile_every=ns.reconcile_every,
-                        reconcile_after=ns.reconcile_after)
+                        reconcile_after=ns.reconcile_after, function_python=ns.function_python,
+                        function_root=ns.function_root)
 
 
 def serve(ns: argparse.Namespace) -> int:
@@ -57,12 +58,18 @@ def main(argv: list = None) -> int:
     s.add_argument("--rules", default=None, help="rules JSON file for the functions")
     s.add_argument("--reconcile-every", type=float, default=2.0, help="reconcile timer period (0 = off)")
     s.add_argument("--reconcile-after", type=int, default=10, help="CIFLOW_RECONCILE_AFTER_SECONDS")
+    s.add_argument("--function-python", metavar="PYTHON",
+                   help="run the functions in worker processes of this interpreter (with --function-root)")
+    s.add_argument("--function-root", metavar="DIR",
+                   help="packaged artifacts laid out as SCF does: DIR/var/user (code) and DIR/opt (layers)")
     d = sub.add_parser("demo", help="start the stack, upload samples, print what happened")
     d.add_argument("--timeout", type=float, default=60)
     c = sub.add_parser("chaos", help="run every fault scenario and print the reliability table")
     c.add_argument("--per-scenario", type=int, default=30)
     c.add_argument("--timeout", type=float, default=90, help="seconds each scenario may take to settle")
     ns = p.parse_args(argv)
+    if ns.cmd == "serve" and bool(ns.function_python) != bool(ns.function_root):
+        p.error("--function-python and --function-root go together")
     if ns.cmd == "serve":
         return serve(ns)
     if ns.cmd == "chaos":

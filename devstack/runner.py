@@ -2,6 +2,8 @@
 
 - `FunctionHost` loads `functions/<name>.py` with the layer on the path, as SCF does with
   `/var/user` (code) and `/opt` (layers), and calls `main_handler(event, context)`.
+- `WorkerFunctionHost` (`--function-python`) runs each function instead in worker processes of
+  another interpreter, from packaged artifacts laid out as SCF lays them out (`worker.py`).
 - `AsyncInvoker` is the COS trigger: asynchronous delivery, and a function error is retried twice.
 - `HttpTrigger` is the Function URL: each HTTP request becomes a Function URL event (or the legacy
   API Gateway event) and the function's response becomes the HTTP response.
@@ -10,9 +12,15 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import importlib.util
 import json
+import os
+import platform
 import queue
+import select
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +33,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "worker.py"
 
 
 @dataclass
@@ -49,6 +58,7 @@ class FunctionHost:
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self.invocations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self.runtime: dict[str, Any] = {"python": platform.python_version(), "executable": sys.executable}
         for p in (str(ROOT / "layers" / "ciflow"), str(ROOT / "functions")):
             if p not in sys.path:
                 sys.path.insert(0, p)
@@ -77,12 +87,117 @@ class FunctionHost:
             return result
         except Exception as exc:
             entry.update(ok=False, error=f"{type(exc).__name__}: {exc}",
-                         traceback=traceback.format_exc(limit=5))
+                         traceback=getattr(exc, "remote_traceback", None) or traceback.format_exc(limit=5))
             raise
         finally:
             entry["duration_ms"] = round((time.time() - started) * 1000, 2)
+            entry["runtime"] = self.runtime
             with self._lock:
                 self.invocations.append(entry)
+
+    def close(self) -> None:
+        """Release the function instances (in-process functions hold none)."""
+
+
+class FunctionError(Exception):
+    """The function raised (or failed to initialise) in its worker process."""
+
+    def __init__(self, message: str, remote_traceback: str = ""):
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+def scf_environment(root: Path) -> dict[str, str]:
+    """This process's environment as a function under `root` sees it: `root/var/user` and `root/opt`
+    on PYTHONPATH, and nothing that would leak this machine's Python or virtualenv into it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    env.update(PYTHONPATH=f"{root / 'var' / 'user'}{os.pathsep}{root / 'opt'}", TENCENTCLOUD_RUNENV="SCF",
+               PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+class _Worker:
+    """One function instance: a `worker.py` process of the runtime's interpreter."""
+
+    def __init__(self, python: str, root: Path, name: str, timeout: float):
+        # -S: no site-packages of that interpreter, so every dependency must come from the layers.
+        self.proc = subprocess.Popen([python, "-S", str(WORKER), str(root / "var" / "user"), name],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=scf_environment(root),
+                                     text=True, encoding="utf-8")
+        self.hello = self._read(timeout)  # which Python and which ciflow the instance runs
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            self.stop()
+            raise FunctionError(f"function instance {'timed out' if not ready else 'exited'} "
+                                f"(exit code {self.proc.poll()})")
+        return json.loads(line)
+
+    def call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self._read(timeout)
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class WorkerFunctionHost(FunctionHost):
+    """Functions from packaged artifacts under `root` (`var/user`, `opt`), run by `python`.
+
+    Like SCF, an instance serves one invocation at a time, and concurrent invocations get more
+    instances. A function error or timeout is raised as FunctionError, so retries work as before.
+    """
+
+    def __init__(self, region: str, appid: str, context_style: str, python: str, root: str,
+                 timeout: float = 120):
+        super().__init__(region, appid, context_style)
+        self.python = python
+        self.root = Path(root).resolve()
+        self.timeout = timeout
+        self._idle: dict[str, list[_Worker]] = {}
+        self._workers: list[_Worker] = []
+
+    def handler(self, name: str) -> Callable[[Any, Any], Any]:
+        return functools.partial(self._call, name)
+
+    def _call(self, name: str, event: Any, context: Any) -> Any:
+        fields = context if isinstance(context, dict) else dataclasses.asdict(context)
+        with self._lock:
+            idle = self._idle.setdefault(name, [])
+            worker = idle.pop() if idle else None
+        if worker is None:
+            worker = _Worker(self.python, self.root, name, self.timeout)
+            with self._lock:
+                self._workers.append(worker)
+                self.runtime = worker.hello
+        try:
+            answer = worker.call({"event": event, "context": fields, "context_style": self.context_style},
+                                 self.timeout)
+        except Exception:
+            worker.stop()
+            raise
+        with self._lock:
+            self._idle.setdefault(name, []).append(worker)
+        if not answer.get("ok"):
+            raise FunctionError(answer.get("error", "function error"), answer.get("traceback", ""))
+        return answer.get("result")
+
+    def close(self) -> None:
+        with self._lock:
+            workers, self._workers, self._idle = self._workers, [], {}
+        for worker in workers:
+            worker.stop()
 
 
 class AsyncInvoker:

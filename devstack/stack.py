@@ -16,7 +16,7 @@ from typing import Any, Optional
 from .emulator.cossign import Credential
 from .emulator.server import CiEmulator
 from .objectstore import ObjectStore
-from .runner import AsyncInvoker, FunctionHost, HttpTrigger, Timer
+from .runner import AsyncInvoker, FunctionHost, HttpTrigger, Timer, WorkerFunctionHost
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +34,10 @@ class StackOptions:
     event_copies: int = 1              # deliver each COS event N times (at-least-once)
     reconcile_every: float = 2.0       # the reconcile timer's period in seconds (0 = off)
     reconcile_after: int = 10          # CIFLOW_RECONCILE_AFTER_SECONDS for the functions
+    # Run the functions from packaged artifacts laid out under function_root (var/user, opt), each in
+    # worker processes of function_python (e.g. CPython 3.9, SCF's runtime) instead of in-process.
+    function_python: Optional[str] = None
+    function_root: Optional[str] = None
 
 
 class Stack:
@@ -43,7 +47,11 @@ class Stack:
         self.secret_key = secrets.token_hex(20)
         self.token = "tok" + secrets.token_hex(24)
         self.callback_secret = secrets.token_urlsafe(24)
-        self.host = FunctionHost(self.o.region, self.o.appid, self.o.context_style)
+        if self.o.function_python and self.o.function_root:
+            self.host: FunctionHost = WorkerFunctionHost(self.o.region, self.o.appid, self.o.context_style,
+                                                         self.o.function_python, self.o.function_root)
+        else:
+            self.host = FunctionHost(self.o.region, self.o.appid, self.o.context_style)
         self.invoker = AsyncInvoker(self.host, "submit", copies=self.o.event_copies)
         self.store = ObjectStore(self.o.region, self.invoker.deliver, self.o.key_encoding)
         self.emulator: Optional[CiEmulator] = None
@@ -127,6 +135,7 @@ class Stack:
             self.emulator.stop()
         self.store.stop()
         self.invoker.stop()
+        self.host.close()
 
     def env(self) -> dict[str, str]:
         return {**self.function_env(), **self.client_env()}

@@ -119,6 +119,14 @@ NOT_EMULATED_CONTAINERS = ("hls", "dash")
 VIDEO_CODECS = {"H.264": ("libx264",), "H.265": ("libx265",), "VP8": ("libvpx",), "VP9": ("libvpx-vp9",),
                 "AV1": ("libsvtav1", "libaom-av1", "librav1e")}
 WEBM_CODECS = ("VP8", "VP9", "AV1")
+# What FFmpeg's muxers (in the PyAV wheel) accept, checked codec by codec; other pairs are refused up front.
+MUX_VIDEO = {"mp4": ("H.264", "H.265", "VP9", "AV1"), "mov": ("H.264", "H.265"),
+             "mkv": ("H.264", "H.265", "VP8", "VP9", "AV1"), "flv": ("H.264", "H.265", "VP9", "AV1"),
+             "ts": ("H.264", "H.265"), "webm": WEBM_CODECS}
+MUX_AUDIO = {"mp4": ("aac", "mp3", "flac", "vorbis", "opus", "pcm_s16le"), "mov": ("aac", "mp3", "amr", "pcm_s16le"),
+             "mkv": ("aac", "mp3", "flac", "vorbis", "opus", "pcm_s16le"),
+             "flv": ("aac", "mp3", "flac", "opus", "pcm_s16le"), "ts": ("aac", "mp3", "opus"),
+             "webm": ("opus", "vorbis")}
 H264_PROFILES = ("baseline", "main", "high", "auto")
 H264_PRESETS = ("veryfast", "fast", "medium", "slow", "slower")
 VP8_PRESETS = ("good", "realtime")
@@ -411,14 +419,16 @@ def _transcode(tc: dict[str, Any], path: str, plan: EnhancePlan) -> None:
         pixfmt = _leaf(video, "Pixfmt", vp)
         if pixfmt and plan.video_codec in PIXFMTS:
             plan.pixfmt = _enum(video, "Pixfmt", vp, PIXFMTS[plan.video_codec])
-    if plan.container == "webm" and plan.video_codec not in WEBM_CODECS:
-        raise _api_error(ERR_INVALID, f"{vp}.Codec must be one of {', '.join(WEBM_CODECS)} when "
-                                      f"{path}.Container.Format is webm, got {plan.video_codec!r}")
+    if plan.video_codec not in MUX_VIDEO[plan.container]:
+        raise _api_error(ERR_INVALID, f"{vp}.Codec must be one of {', '.join(MUX_VIDEO[plan.container])} when "
+                                      f"{path}.Container.Format is {plan.container}, got {plan.video_codec!r}")
     ap = f"{path}.Audio"
     audio = _container(tc.get("Audio"), ap)
-    plan.audio = AudioPlan()
+    audio_default = "opus" if plan.container == "webm" else "aac"
+    plan.audio = AudioPlan(codec=audio_default)
     if audio is not None:
-        codec = (_enum(audio, "Codec", ap, tuple(AUDIO_CODECS), default="aac", fold_case=True) or "aac").lower()
+        codec = (_enum(audio, "Codec", ap, tuple(AUDIO_CODECS), default=audio_default, fold_case=True)
+                 or audio_default).lower()
         _enc, channels, rates = AUDIO_CODECS[codec]
         sr = _num(audio, "Samplerate", ap, 1, 10**6, integer=True)
         if sr is not None and int(sr) not in (rates or SAMPLE_RATES):
@@ -432,6 +442,9 @@ def _transcode(tc: dict[str, Any], path: str, plan: EnhancePlan) -> None:
                                channels=int(ch) if ch else None,
                                bitrate_kbps=_num(audio, "Bitrate", ap, 8, 1000),
                                remove=_bool(audio, "Remove", ap))
+        if not plan.audio.remove and codec not in MUX_AUDIO[plan.container]:
+            raise _api_error(ERR_INVALID, f"{ap}.Codec must be one of {', '.join(MUX_AUDIO[plan.container])} "
+                                          f"when {path}.Container.Format is {plan.container}, got {codec!r}")
     tp = f"{path}.TimeInterval"
     ti = _container(tc.get("TimeInterval"), tp)
     if ti is not None:
@@ -696,7 +709,9 @@ def probe_media_info(path: str) -> dict[str, Any]:
             s_start = float(s.start_time * tb) if s.start_time is not None else first.get(s.index, 0.0)
             bitrate = sizes[s.index] * 8 / 1000 / s_dur if s_dur else 0.0
             tag = str(_safe(cc, "codec_tag", "") or "")
-            common = {"Bitrate": _fmt(bitrate), "CodecLongName": cc.codec.long_name, "CodecName": cc.codec.name,
+            codec = _safe(cc, "codec")
+            common = {"Bitrate": _fmt(bitrate), "CodecLongName": codec.long_name if codec else "unknown",
+                      "CodecName": codec.canonical_name if codec else "unknown",
                       "CodecTag": _tag_hex(tag), "CodecTagString": _tag_string(tag),
                       "CodecTimeBase": f"{tb.numerator}/{tb.denominator}", "Duration": _fmt(s_dur),
                       "Index": str(s.index), "Language": s.metadata.get("language", "und"),
@@ -1065,7 +1080,8 @@ def _encoder_options(encoder: str, plan: EnhancePlan, preset: str) -> dict[str, 
         if encoder == "libvpx-vp9":
             opts["row-mt"] = "1"
     elif encoder == "libsvtav1":
-        opts["preset"] = "12"
+        opts["preset"] = "11"
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 logs its banner to stderr unless told otherwise
     if plan.bitrate_kbps is None:
         crf = plan.crf if plan.crf is not None else 23
         if encoder in ("libvpx", "libvpx-vp9"):
@@ -1151,8 +1167,6 @@ def _audio_settings(plan: EnhancePlan, ain: Any) -> Optional[tuple[str, int, str
         return None
     a = plan.audio
     codec = a.codec
-    if plan.container == "webm" and codec not in ("opus", "vorbis"):
-        codec = "opus"
     encoder, channels_allowed, rates = AUDIO_CODECS[codec]
     cc = ain.codec_context
     rate = a.sample_rate or int(cc.sample_rate or 44100)

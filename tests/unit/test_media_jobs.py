@@ -361,6 +361,11 @@ VE_REJECTIONS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
      INVALID),
     ("webm-with-h264", lambda d: d["Operation"]["VideoEnhance"]["Transcode"]["Container"].update(Format="webm"),
      INVALID),
+    ("mp4-with-vp8", lambda d: _video(d).update(Codec="VP8"), INVALID),
+    ("ts-with-flac", lambda d: (d["Operation"]["VideoEnhance"]["Transcode"]["Container"].update(Format="ts"),
+                                _audio(d).update(Codec="flac", Channels="2")), INVALID),
+    ("webm-with-aac", lambda d: (d["Operation"]["VideoEnhance"]["Transcode"]["Container"].update(Format="webm"),
+                                 _video(d).update(Codec="VP9")), INVALID),
     ("bad-codec", lambda d: _video(d).update(Codec="H.266"), INVALID),
     ("width-too-small", lambda d: _video(d).update(Width="126"), INVALID),
     ("width-too-large", lambda d: _video(d).update(Width="4098"), INVALID),
@@ -754,6 +759,17 @@ def test_digital_watermark_payload_round_trip_without_a_codec():
         plane = mj.embed_frame_bits(y.copy(), chunk)
         assert mj.read_frame_bits(plane) == chunk, i
         assert int(np.abs(plane.astype(int) - y).max()) <= 3 * mj.DW_MARGIN + 3
+
+
+def test_an_unexpected_failure_fails_the_job_as_internal_error(emu, media, monkeypatch):
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("encoder exploded")
+
+    monkeypatch.setattr(mj, "render", broken)
+    job = make_job("VideoEnhance", "in/short.mp4", {**transcode_op(), "Output": output("x/${jobid}.mp4")})
+    with pytest.raises(ApiError) as exc:  # not a crash that would leave the job Running
+        emu.processors["VideoEnhance"](emu, job)
+    assert exc.value.code == "InternalError" and "encoder exploded" in exc.value.message
 
 
 # ============================================================================== bad inputs

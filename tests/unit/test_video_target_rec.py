@@ -25,7 +25,7 @@ from devstack.emulator.xmlutil import element_to_dict
 from devstack.samples_video import HEIGHT, WIDTH, build_videos
 
 REGION = "ap-guangzhou"
-BUCKET = "media-1250000000"
+BUCKET = "vtr-1250000000"  # moto state is per process: no name shared with other modules
 DOC_TEMPLATE_ID = "t1460606b9752148c4ab182f55163ba7cd"  # the API page's own example (33 hex digits)
 ALL_TARGETS = {"VideoTargetRec": {"Body": "true", "Pet": "true", "Car": "true"}}
 

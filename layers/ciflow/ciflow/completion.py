@@ -116,9 +116,12 @@ class Completer:
             return {"job_id": job_id, "status": "already-applied", "outcome": done.get("outcome"),
                     "final_key": done.get("final_key")}
         claim = records.read_claim(rid) or {}
-        if claim.get("job_id") and claim["job_id"] != job_id:
-            # A second job for the same content (a retried submit, or a superseded one): never act twice.
-            logger.warning("callback for a superseded job; ignored", extra={"current_job_id": claim["job_id"]})
+        current = int(claim.get("attempts") or 1)
+        if ud.attempt < current or (ud.attempt == current and claim.get("job_id") not in (None, "", job_id)):
+            # A job that a later submission replaced, or a second job for the same submission:
+            # never act twice on one upload.
+            logger.warning("callback for a superseded job; ignored",
+                           extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
         v = verdict(detail)
         if v is None:

@@ -57,7 +57,7 @@ class Records:
         """Create the claim if absent. True when this caller owns the submission."""
         now = int(time.time())
         doc = {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
-               "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 0}
+               "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 1}
         if not self.storage.create_if_absent(self.bucket, rid.path(self.prefix, "jobs"), json.dumps(doc).encode()):
             return False
         self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "since": now})

@@ -120,9 +120,10 @@ class Submitter:
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
-        user_data = UserData(rule=rule.name, etag=etag).encode()
+        attempt = 1
         if not records.claim(rid):
             claim = records.read_claim(rid) or {}
+            attempt = int(claim.get("attempts") or 1)
             if not force:
                 age = time.time() - float(claim.get("claimed_at") or 0)
                 in_flight = bool(claim.get("job_id")) or age < STALE_CLAIM_SECONDS
@@ -130,15 +131,22 @@ class Submitter:
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     return None
-                # The submitter died between claiming and recording: CI may have the job already.
-                found = self.ci.find(bucket, rule.job, info.key, user_data)
-                if found is not None and found.get("JobId") != claim.get("job_id"):
-                    records.update_claim(rid, job_id=str(found["JobId"]), status="SUBMITTED")
-                    logger.warning("adopted the job of an interrupted submission", extra={"job_id": found["JobId"]})
-                    return str(found["JobId"])
-                logger.warning("taking over a stale claim", extra={"rule": rule.name})
+                if not claim.get("job_id"):
+                    # The submitter died between claiming and recording: CI may have the job already.
+                    found = self.ci.find(bucket, rule.job, info.key,
+                                         UserData(rule.name, etag, attempt=attempt).encode())
+                    if found is not None:
+                        records.update_claim(rid, job_id=str(found["JobId"]), status="SUBMITTED")
+                        logger.warning("adopted the job of an interrupted submission",
+                                       extra={"job_id": found["JobId"]})
+                        return str(found["JobId"])
+                logger.warning("taking over a stale or lost submission", extra={"rule": rule.name})
             else:
                 records.clear_result(rid)
+            # A new attempt number makes callbacks of the jobs it replaces recognisably superseded.
+            attempt += 1
+            records.update_claim(rid, attempts=attempt, job_id="", status="CLAIMED", claimed_at=int(time.time()))
+        user_data = UserData(rule=rule.name, etag=etag, attempt=attempt).encode()
         self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
         url = ""
         if self.settings.callback_url:
@@ -156,9 +164,7 @@ class Submitter:
             records.update_claim(rid, claimed_at=0)  # let the platform's retry take over at once
             raise
         job_id = str(detail["JobId"])
-        claim = records.read_claim(rid) or {}
-        records.update_claim(rid, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()),
-                             attempts=int(claim.get("attempts") or 0) + 1)
+        records.update_claim(rid, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()), attempts=attempt)
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 

@@ -14,9 +14,12 @@ class UserData:
     rule: str
     etag: str
     version_id: str = ""
+    attempt: int = 1  # which submission of (key, etag, rule) this job is; later ones supersede it
 
     def encode(self) -> str:
         parts = [PREFIX, f"r={self.rule}", f"e={self.etag}"]
+        if self.attempt != 1:
+            parts.append(f"n={self.attempt}")
         if self.version_id:
             parts.append(f"v={self.version_id}")
         text = ";".join(parts)
@@ -44,4 +47,8 @@ def decode(text: Optional[str]) -> Optional[UserData]:
             fields[k] = v
     if not fields.get("r") or not fields.get("e"):
         return None
-    return UserData(rule=fields["r"], etag=fields["e"], version_id=fields.get("v", ""))
+    n = fields.get("n", "1")
+    attempt = int(n) if n.isascii() and n.isdigit() and 0 < len(n) < 6 else 0
+    if attempt < 1:
+        return None
+    return UserData(rule=fields["r"], etag=fields["e"], version_id=fields.get("v", ""), attempt=attempt)
