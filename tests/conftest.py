@@ -44,7 +44,7 @@ class Dev:
         except Exception:  # noqa: BLE001
             return False
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 40, what: str = "condition") -> Any:
         deadline = time.time() + timeout
         while time.time() < deadline:
             value = predicate()
@@ -53,7 +53,7 @@ class Dev:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def wait_status(self, key: str, status: str, bucket: Optional[str] = None, timeout: float = 20) -> Dict[str, str]:
+    def wait_status(self, key: str, status: str, bucket: Optional[str] = None, timeout: float = 40) -> Dict[str, str]:
         return self.wait_for(lambda: (t := self.tags(key, bucket)) and t.get("ci-status") == status and t,
                              timeout, f"{key} ci-status={status}")
 

@@ -90,18 +90,24 @@ class Submitter:
         if info is None:
             logger.warning("object not found; nothing to inspect", extra={"candidates": list(rec.key_candidates)})
             return RecordResult(rec.key, "skipped", "object not found")
+        return self.submit_object(rec.bucket, info, rec.content_type)
+
+    def submit_object(self, bucket: str, info: ObjectInfo, content_type: Optional[str] = None,
+                      force: bool = False) -> RecordResult:
+        """Submit every matching rule's job for one existing object (the path events, backfill
+        and rescan share). `force` submits again even when a job or result exists."""
         bind(key=info.key, etag=info.etag)
-        matching = self.rules.matching(info.key, info.content_type or rec.content_type)
+        matching = self.rules.matching(info.key, info.content_type or content_type)
         if not matching:
             return self._skip(info.key, "no rule matches")
         result = RecordResult(info.key, "duplicate")
         for rule in matching:
             try:
-                job = self.submit(rec.bucket, info, rule)
+                job = self.submit(bucket, info, rule, force=force)
             except PermanentError as exc:
                 logger.error("submission failed permanently", extra={"rule": rule.name, "code": exc.code})
-                self._mark(rec.bucket, info, [(tagging.STATUS, "FAILED"), (tagging.RULE, rule.name),
-                                              (tagging.REASON, exc.code)])
+                self._mark(bucket, info, [(tagging.STATUS, "FAILED"), (tagging.RULE, rule.name),
+                                          (tagging.REASON, exc.code)])
                 result.status, result.reason = "failed", exc.code
                 continue
             if job is not None:
