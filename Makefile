@@ -40,3 +40,19 @@ e2e: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack.env
+
+# --- Deploy to Tencent Cloud (README "Deploy to Tencent Cloud") -----------------------------------
+.PHONY: package cam-policy deploy smoke
+DEPLOY_PY := PYTHONPATH=layers/ciflow $(PY)
+
+package: venv
+	$(PY) -m deploy.package
+
+cam-policy: venv
+	$(DEPLOY_PY) -m deploy.cam
+
+deploy: package
+	$(DEPLOY_PY) -m deploy.deploy
+
+smoke: venv
+	$(DEPLOY_PY) -m deploy.smoke

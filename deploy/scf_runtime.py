@@ -6,6 +6,7 @@ every layer zip to `/opt`, and runs with `PYTHONPATH=/var/user:/opt` (platform.m
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -46,8 +47,26 @@ def lay_out(root: Path, code: Path, layers: Iterable[Path]) -> Path:
 
     `python -m devstack serve --function-root ROOT` runs functions from this layout.
     """
+    for stale in (root / "var" / "user", root / "opt"):
+        shutil.rmtree(stale, ignore_errors=True)
     for zip_path, dest in [(code, root / "var" / "user"), *((layer, root / "opt") for layer in layers)]:
         dest.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(dest)
     return root
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m deploy.scf_runtime DIR`: lay dist/*.zip out under DIR and print how to serve them."""
+    dist = Path(__file__).resolve().parent.parent / "dist"
+    p = argparse.ArgumentParser(prog="python -m deploy.scf_runtime", description=main.__doc__)
+    p.add_argument("root", type=Path)
+    ns = p.parse_args(argv)
+    root = lay_out(ns.root.resolve(), dist / "function-code.zip", [dist / "layer-ciflow.zip", dist / "layer-deps.zip"])
+    print(f"laid out {root}/var/user and {root}/opt; run the local stack on them with:\n"
+          f"  .venv/bin/python -m devstack serve --function-python {python39() or 'PYTHON3.9'} --function-root {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,7 +63,7 @@ def main(argv: list = None) -> int:
     s.add_argument("--function-root", metavar="DIR",
                    help="packaged artifacts laid out as SCF does: DIR/var/user (code) and DIR/opt (layers)")
     d = sub.add_parser("demo", help="start the stack, upload samples, print what happened")
-    d.add_argument("--timeout", type=float, default=60)
+    d.add_argument("--timeout", type=float, default=180)
     c = sub.add_parser("chaos", help="run every fault scenario and print the reliability table")
     c.add_argument("--per-scenario", type=int, default=30)
     c.add_argument("--timeout", type=float, default=90, help="seconds each scenario may take to settle")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .process import StackProcess
-from .samples import Sample, demo_samples
+from .samples import Sample, demo_samples, media_samples
 
 QUARANTINE = "quarantine/"
 
@@ -33,7 +33,9 @@ def s3_client(env: Dict[str, str]) -> Any:
                                       response_checksum_validation="when_required"))
 
 
-def upload(s3: Any, bucket: str, samples: List[Sample]) -> None:
+def upload(s3: Any, bucket: str, samples: List[Sample]) -> Dict[str, str]:
+    """Upload every sample; returns key → ETag."""
+    etags = {}
     for s in samples:
         kwargs: Dict[str, Any] = {"Bucket": bucket, "Key": s.key, "Body": s.body}
         if s.content_type:
@@ -42,7 +44,8 @@ def upload(s3: Any, bucket: str, samples: List[Sample]) -> None:
             kwargs["Tagging"] = s.tags
         if s.metadata:
             kwargs["Metadata"] = s.metadata
-        s3.put_object(**kwargs)
+        etags[s.key] = s3.put_object(**kwargs)["ETag"].strip('"')
+    return etags
 
 
 def _tags(s3: Any, bucket: str, key: str) -> Optional[Dict[str, str]]:
@@ -71,15 +74,18 @@ def observe(s3: Any, bucket: str, sample: Sample) -> Observation:
     if status != want:
         obs.problem = f"ci-status={status}"
         return obs
-    if want == "SUSPICIOUS":
-        if tags.get("ci-suspicious-type") != sample.expect_type:
-            obs.problem = f"type={tags.get('ci-suspicious-type')}"
-            return obs
-        if _tags(s3, bucket, sample.key) is not None:
-            obs.problem = "original still present"
-            return obs
+    if want == "SUSPICIOUS" and tags.get("ci-suspicious-type") != sample.expect_type:
+        obs.problem = f"type={tags.get('ci-suspicious-type')}"
+        return obs
     if want == "FAILED" and sample.expect_type and tags.get("ci-reason") != sample.expect_type:
         obs.problem = f"reason={tags.get('ci-reason')}"
+        return obs
+    for k, v in (sample.expect_tags or {}).items():
+        if tags.get(k) != v:
+            obs.problem = f"{k}={tags.get(k)}"
+            return obs
+    if expected_key != sample.key and _tags(s3, bucket, sample.key) is not None:
+        obs.problem = "original still present"
         return obs
     obs.ok = True
     return obs
@@ -99,6 +105,12 @@ def _fmt_tags(tags: Dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "-"
 
 
+def _print_rows(rows: List[tuple], out: Any) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+
+
 def print_table(obs: List[Observation], out: Any = sys.stdout) -> None:
     rows = [("KEY", "JOB ID", "VERDICT", "TAGS", "FINAL LOCATION", "OK")]
     for o in obs:
@@ -107,30 +119,118 @@ def print_table(obs: List[Observation], out: Any = sys.stdout) -> None:
         verdict = f"{status} ({detail})" if detail else status
         rows.append((o.sample.key, o.tags.get("ci-job-id", "-"), verdict, _fmt_tags(o.tags),
                      o.final_key or "-", "yes" if o.ok else f"NO: {o.problem}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
+    _print_rows(rows, out)
+
+
+def read_result(s3: Any, bucket: str, key: str, etag: str, rule: str) -> Dict[str, Any]:
+    """ciflow's result record for (key, ETag, rule): labels, scores, outputs."""
+    import json
+
+    from ciflow.records import RecordId
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=RecordId(key, etag, rule).path(".ciflow/", "results"))["Body"]
+    except Exception:  # noqa: BLE001 - no result (yet)
+        return {}
+    return json.loads(body.read())
+
+
+def probe(data: bytes) -> Dict[str, Any]:
+    """Measure a video with PyAV: codec, size, frame rate, duration."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as c:
+        v = c.streams.video[0]
+        rate = float(v.average_rate or v.base_rate or 0)
+        duration = float(c.duration / 1_000_000) if c.duration else 0.0
+        return {"codec": v.codec_context.name, "width": v.codec_context.width, "height": v.codec_context.height,
+                "fps": round(rate, 2), "duration": round(duration, 1), "format": c.format.name}
+
+
+def print_media(s3: Any, bucket: str, obs: List[Observation], rules: Dict[str, Any], etags: Dict[str, str],
+                out: Any = sys.stdout) -> List[str]:
+    """Labels and scores of video detections, and the measured properties of every output object."""
+    problems: List[str] = []
+    rows: List[tuple] = [("VIDEO", "LABELS (score, first seen)", "FINAL LOCATION")]
+    for o in obs:
+        if o.sample.rule != "videos":
+            continue
+        res = read_result(s3, bucket, o.sample.key, etags[o.sample.key], "videos")
+        labels = ", ".join(f"{lb['name']} ({lb['score']:.0f}, {lb['first_seen']:g}s)" for lb in res.get("labels", []))
+        rows.append((o.sample.key, labels or "NONE", o.final_key or "-"))
+    print("\nVideo object detection:", file=out)
+    _print_rows(rows, out)
+    rows = [("SOURCE", "OUTPUT", "MEASURED", "EXPECTED", "CHECK")]
+    for o in obs:
+        if o.sample.rule not in ("enhance-raw", "watermark-publish") or o.tags.get("ci-status") != "SUCCESS":
+            continue
+        out_key = o.tags.get("ci-output", "")
+        try:
+            data = s3.get_object(Bucket=bucket, Key=out_key)["Body"].read()
+        except Exception:  # noqa: BLE001
+            problems.append(f"{o.sample.key}: output {out_key} is missing")
+            continue
+        m = probe(data)
+        measured = f"{m['codec']} {m['width']}x{m['height']} {m['fps']:g}fps {m['duration']:g}s"
+        if o.sample.rule == "enhance-raw":
+            v = rules["enhance-raw"]["video_enhance"]["Transcode"]["Video"]
+            want = {"codec": "h264", "width": int(v["Width"]), "height": int(v["Height"]), "fps": float(v["Fps"])}
+            ok = all(m[k] == want[k] for k in want)
+            expected = f"h264 {want['width']}x{want['height']} {want['fps']:g}fps"
+            check = "matches the rule" if ok else "DIFFERS from the rule"
+        else:
+            import tempfile
+
+            from .emulator.media_jobs import extract_digital_watermark
+
+            with tempfile.NamedTemporaryFile(suffix=".mp4") as fh:
+                fh.write(data)
+                fh.flush()
+                found = extract_digital_watermark(fh.name)
+            want_msg = rules["watermark-publish"]["digital_watermark"]["message"]
+            ok = found == want_msg
+            expected = f"watermark {want_msg!r}"
+            check = f"watermark {found!r} extracted" if ok else f"watermark NOT found ({found!r})"
+        if not ok:
+            problems.append(f"{o.sample.key}: {check}")
+        rows.append((o.sample.key, out_key, measured, expected, check))
+    print("\nOutputs:", file=out)
+    _print_rows(rows, out)
+    return problems
+
+
+DEMO_RULES = os.path.join(os.path.dirname(__file__), "demo_rules.json")
 
 
 def run_demo(ns: Any) -> int:
+    import json
+    import tempfile
+
     os.makedirs(".demo-out", exist_ok=True)
     log = os.path.abspath(os.path.join(".demo-out", "devstack.log"))
-    print("Starting the local stack (object store, CI emulator, SCF runner)...")
-    with StackProcess(log_path=log) as env:
+    print("Building sample images and videos...")
+    with tempfile.TemporaryDirectory(prefix="ciflow-demo-") as work:
+        samples = demo_samples() + media_samples(work)
+    with open(DEMO_RULES, encoding="utf-8") as fh:
+        rules = {r["name"]: r for r in json.load(fh)["rules"]}
+    print(f"Starting the local stack (object store, CI emulator, SCF runner) with {os.path.relpath(DEMO_RULES)}...")
+    with StackProcess(["--rules", DEMO_RULES], log_path=log) as env:
         s3 = s3_client(env)
         bucket = env["CIFLOW_DEV_BUCKET"]
-        samples = demo_samples()
         print(f"Uploading {len(samples)} files to {bucket} at {env['AWS_ENDPOINT_URL']} ...")
         started = time.time()
-        upload(s3, bucket, samples)
+        etags = upload(s3, bucket, samples)
         obs = wait_for_final(s3, bucket, samples, ns.timeout)
         took = time.time() - started
-    print()
-    print_table(obs)
+        print()
+        print_table(obs)
+        problems = print_media(s3, bucket, obs, rules, etags)
     failed = [o for o in obs if not o.ok]
     print(f"\n{len(obs) - len(failed)}/{len(obs)} objects reached their expected final state in {took:.1f}s."
           f" Stack log: {os.path.relpath(log)}")
-    if failed:
-        print("Demo FAILED: " + "; ".join(f"{o.sample.key}: {o.problem}" for o in failed))
+    if failed or problems:
+        print("Demo FAILED: " + "; ".join([f"{o.sample.key}: {o.problem}" for o in failed] + problems))
         return 1
     return 0

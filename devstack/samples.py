@@ -84,13 +84,18 @@ def zip_archive() -> bytes:
 class Sample:
     key: str
     body: bytes
-    expect_status: str            # CLEAN | SUSPICIOUS | FAILED | SKIPPED
+    expect_status: str            # the ci-status it must end with, or SKIPPED
     expect_type: str = ""         # suspicious type, or failure reason
     content_type: str = ""
     tags: str = ""                # user tags sent with the upload (URL query form)
     metadata: Optional[Dict[str, str]] = None
+    expect_key: Optional[str] = None             # where it must end up (default: see expected_key)
+    expect_tags: Optional[Dict[str, str]] = None  # tags it must carry, with these values
+    rule: str = "images"
 
     def expected_key(self, quarantine_prefix: str = "quarantine/") -> str:
+        if self.expect_key:
+            return self.expect_key
         return quarantine_prefix + self.key if self.expect_status == "SUSPICIOUS" else self.key
 
 
@@ -109,4 +114,38 @@ def demo_samples(prefix: str = "uploads/") -> List[Sample]:
         Sample(f"{prefix}not-really.png", b"just some text, not an image\n", "FAILED", "UnsupportedImageFormat",
                content_type="image/png"),
         Sample("notes/readme.txt", b"outside the watched prefix\n", "SKIPPED", content_type="text/plain"),
+    ]
+
+
+def media_samples(workdir: str) -> List[Sample]:
+    """Videos built at run time: people/pets/nothing for VideoTargetRec (from scikit-image's bundled
+    public-domain/CC0 photos), a short clip for VideoEnhance, and a long and a short clip for
+    DigitalWatermark (which needs more than 90 s)."""
+    from pathlib import Path
+
+    from .samples_media import build_long_low_fps_video, build_short_video
+    from .samples_video import build_videos
+
+    vids = build_videos(Path(workdir) / "videos")
+    clip = build_short_video(Path(workdir) / "clip.mp4")
+    long = build_long_low_fps_video(Path(workdir) / "long.mp4")
+    short = build_short_video(Path(workdir) / "short.mp4", seconds=4)
+
+    def read(p: Path) -> bytes:
+        return Path(p).read_bytes()
+
+    mp4 = "video/mp4"
+    return [
+        Sample("uploads/videos/person.mp4", read(vids["person"]), "LABELLED", content_type=mp4, rule="videos",
+               expect_key="review/uploads/videos/person.mp4", expect_tags={"ci-labels": "person", "review": "people"}),
+        Sample("uploads/videos/cat.mp4", read(vids["cat"]), "LABELLED", content_type=mp4, rule="videos",
+               expect_tags={"ci-labels": "cat", "pets": "yes"}),
+        Sample("uploads/videos/empty.mp4", read(vids["empty"]), "NONE", content_type=mp4, rule="videos",
+               expect_tags={"ci-labels": "NONE"}),
+        Sample("raw/clip.mp4", read(clip), "SUCCESS", content_type=mp4, rule="enhance-raw",
+               expect_tags={"enhanced": "yes"}),
+        Sample("publish/long.mp4", read(long), "SUCCESS", content_type=mp4, rule="watermark-publish",
+               expect_tags={"watermarked": "yes"}),
+        Sample("publish/short.mp4", read(short), "FAILED", "SourceFileError.ContentUnsupported", content_type=mp4,
+               rule="watermark-publish"),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,5 +52,13 @@ def test_make_demo_command_exits_zero_and_prints_every_object() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     for s in demo_samples():
         assert s.key in r.stdout
-    assert "8/8 objects reached their expected final state" in r.stdout
+    assert "14/14 objects reached their expected final state" in r.stdout
     assert "quarantine/uploads/polyglot-ts.png" in r.stdout
+    # videos: people moved for review, the cat labelled as a pet, nothing found in the empty one
+    assert "review/uploads/videos/person.mp4" in r.stdout
+    assert re.search(r"uploads/videos/cat.mp4\s+cat \(\d+", r.stdout)
+    assert re.search(r"uploads/videos/empty.mp4\s+NONE", r.stdout)
+    # enhanced output measured against the rule; watermark extracted; the short clip FAILED clearly
+    assert "matches the rule" in r.stdout
+    assert "watermark 'ciflow-demo-2026' extracted" in r.stdout
+    assert "FAILED (SourceFileError.ContentUnsupported)" in r.stdout

@@ -486,9 +486,9 @@ def test_success_without_process_result_is_failed():
 def test_unsupported_tag_is_failed():
     # Given a finished job of a type this verdict does not understand
     detail = detail_of("callback_image_inspect.json")
-    detail["Tag"] = "VideoTargetRec"
+    detail["Tag"] = "Transcode"
     # Then it is FAILED rather than silently CLEAN
-    assert verdict(detail).reason == "UnsupportedTag:VideoTargetRec"
+    assert verdict(detail).reason == "UnsupportedTag:Transcode"
     assert verdict(detail).outcome == "FAILED"
 
 

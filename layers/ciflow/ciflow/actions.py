@@ -26,18 +26,39 @@ class Applied:
 
 
 def status_tags(rule: Rule, v: Verdict) -> list[tuple[str, str]]:
+    """Our tags, highest priority first (the 10-tag budget drops from the end)."""
     ours = [(tagging.STATUS, v.outcome), (tagging.JOB_ID, v.job_id)]
+    if rule.job == "VideoTargetRec" and v.outcome != "FAILED":
+        ours.append((tagging.LABELS, " ".join(lb.name for lb in v.labels) or "NONE"))
     if v.suspicious_type:
         ours.append((tagging.SUSPICIOUS_TYPE, v.suspicious_type))
+    if v.output_key:
+        ours.append((tagging.OUTPUT, v.output_key))
     if v.reason:
         ours.append((tagging.REASON, v.reason))
     ours.append((tagging.RULE, rule.name))
-    ours.extend(rule.outcome(v.outcome).tags)
+    for lb in v.labels:
+        ours.append((f"{tagging.FIRST_SEEN}{tagging.clean_value(lb.name, 100)}", f"{lb.first_seen:g}"))
+    for name in v.applied_outcomes:
+        ours.extend(rule.outcome(name).tags)
     return ours
 
 
-def quarantine_key(quarantine_prefix: str, key: str) -> str:
-    return quarantine_prefix + key
+def planned_actions(rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
+    """The union of the applied outcomes' actions, in a safe order, and the move's prefix (if any)."""
+    actions: list[str] = []
+    move_prefix: Optional[str] = None
+    for name in v.applied_outcomes:
+        outcome = rule.outcome(name)
+        for action in outcome.actions:
+            if action in ("move", "quarantine"):
+                if move_prefix is None:  # the first outcome that moves decides where
+                    move_prefix = outcome.move_to if action == "move" else None
+                    actions.append("move" if action == "move" else "quarantine")
+            elif action not in actions:
+                actions.append(action)
+    order = {"make_private": 0, "quarantine": 1, "move": 1, "delete": 2}
+    return sorted(actions, key=order.__getitem__), move_prefix
 
 
 class ActionRunner:
@@ -61,11 +82,11 @@ class ActionRunner:
         """Apply `v` to `key`, which was inspected at `etag`."""
         ours = status_tags(rule, v)
         managed = [k for o in rule.outcomes.values() for k, _ in o.tags]
-        actions = rule.outcome(v.outcome).actions
-        dest = quarantine_key(self.quarantine_prefix, key)
+        actions, move_prefix = planned_actions(rule, v)
+        prefix = self.quarantine_prefix if "quarantine" in actions else move_prefix
         info = self.storage.head(self.bucket, key)
         if info is None:
-            return self._after_source_gone(key, dest, v, actions, ours, managed)
+            return self._after_source_gone(key, prefix, v, actions)
         if info.etag != etag:
             logger.warning("object changed since it was inspected; not acting",
                            extra={"inspected_etag": etag, "current_etag": info.etag})
@@ -73,25 +94,26 @@ class ActionRunner:
         out = Applied("applied", key)
         tags = self._tag(key, ours, managed)
         if tags is None:
-            return self._after_source_gone(key, dest, v, actions, ours, managed)
+            return self._after_source_gone(key, prefix, v, actions)
         out.tags = tags
         out.steps.append("tagged")
         if "make_private" in actions and self.storage.make_private(self.bucket, key):
             out.steps.append("made-private")
-        if "quarantine" in actions:
-            self._move(key, dest, etag, v, ours, managed, out)
+        if prefix is not None:
+            self._move(key, prefix, etag, v, ours, managed, out)
         if "delete" in actions:
             self.storage.delete(self.bucket, key)
             out.final_key = None
             out.steps.append("deleted")
         return out
 
-    def _move(self, key: str, dest: str, etag: str, v: Verdict, ours: list[tuple[str, str]],
+    def _move(self, key: str, prefix: str, etag: str, v: Verdict, ours: list[tuple[str, str]],
               managed: list[str], out: Applied) -> None:
+        dest = prefix + key
         existing = self.storage.head(self.bucket, dest)
         if existing is not None and existing.etag != etag:
             # Something else already sits at the destination: keep both by scoping ours to the job.
-            dest = f"{self.quarantine_prefix}{v.job_id}/{key}"
+            dest = f"{prefix}{v.job_id}/{key}"
             existing = self.storage.head(self.bucket, dest)
         if existing is None and not self.storage.copy(self.bucket, key, dest, if_match=etag):
             logger.warning("source changed or vanished during the move; left in place")
@@ -103,13 +125,12 @@ class ActionRunner:
             self.storage.delete(self.bucket, key)
         out.final_key = dest
         out.tags = tags or out.tags
-        out.steps.append("quarantined")
+        out.steps.append("quarantined" if prefix == self.quarantine_prefix else f"moved to {prefix}")
 
-    def _after_source_gone(self, key: str, dest: str, v: Verdict, actions: tuple[str, ...],
-                           ours: list[tuple[str, str]], managed: list[str]) -> Applied:
+    def _after_source_gone(self, key: str, prefix: Optional[str], v: Verdict, actions: list[str]) -> Applied:
         # A repeated callback after a finished move finds the source gone and the copy in place.
-        if "quarantine" in actions:
-            for candidate in (dest, f"{self.quarantine_prefix}{v.job_id}/{key}"):
+        if prefix is not None:
+            for candidate in (prefix + key, f"{prefix}{v.job_id}/{key}"):
                 tags = self.storage.get_tags(self.bucket, candidate)
                 if tags is not None and tags.get(tagging.JOB_ID) == v.job_id:
                     return Applied("already-applied", candidate, tags)

@@ -123,7 +123,7 @@ class Completer:
             logger.warning("callback for a superseded job; ignored",
                            extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
-        v = verdict(detail)
+        v = verdict(detail, rule)
         if v is None:
             logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
             return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
@@ -134,7 +134,9 @@ class Completer:
             records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="error", reason=exc.code)
             return {"job_id": job_id, "status": "error", "code": exc.code}
         records.write_result(rid, job_id=job_id, outcome=v.outcome, applied=applied.status,
-                             final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason)
+                             final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason,
+                             outcomes=list(v.applied_outcomes), output_key=v.output_key,
+                             labels=[lb.__dict__ for lb in v.labels])
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})
         return {"job_id": job_id, "outcome": v.outcome, "status": applied.status,

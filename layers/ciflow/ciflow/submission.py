@@ -40,6 +40,9 @@ def skip_reason(key: str, rules: RuleSet, settings: Settings) -> Optional[str]:
         return "in the state prefix"
     if not any(key.startswith(p) for p in rules.watched_prefixes):
         return "outside the watched prefixes"
+    producer = rules.written_by(key)
+    if producer is not None:
+        return f"written by the jobs of rule {producer.name!r}"
     return None
 
 
@@ -159,7 +162,8 @@ class Submitter:
             token = tokens.mint(self.settings.callback_secret, bucket, info.key, rule.name, etag,
                                 self.settings.token_ttl_seconds)
             url = callback_url(self.settings.callback_url, token)
-        request = build_job(rule, info.key, user_data, url, self.settings.callback_format)
+        request = build_job(rule, info.key, user_data, url, self.settings.callback_format, bucket,
+                            self.settings.region)
         try:
             detail = self.ci.create(bucket, request)
         except PermanentError as exc:

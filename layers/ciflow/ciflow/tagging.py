@@ -17,6 +17,9 @@ JOB_ID = "ci-job-id"
 RULE = "ci-rule"
 SUSPICIOUS_TYPE = "ci-suspicious-type"
 REASON = "ci-reason"
+LABELS = "ci-labels"
+OUTPUT = "ci-output"
+FIRST_SEEN = "ci-first-"
 
 _BAD = re.compile(r"[^A-Za-z0-9 +\-=._:/@]")
 

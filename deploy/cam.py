@@ -1,0 +1,201 @@
+"""The CAM policy of the functions' execution role, derived from the calls the library makes.
+
+`sdk_calls()` reads `layers/ciflow/ciflow/*.py` with `ast` and lists every method called on a COS or
+CI SDK client; `ACTIONS` is the one table that maps each call to the CAM actions it needs. A call
+missing from the table stops the generator, so the policy cannot silently fall behind the code.
+
+Resources are scoped to the bucket and to ciflow's prefixes: the rules' watched prefixes, the
+quarantine prefix and the state prefix.
+
+    python -m deploy.cam   # deploy/cam-policy.json with <Region>-style placeholders, and
+                           # dist/cam-policy.json filled in from .env, ready for the CAM console
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from . import dotenv
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ROOT / "layers" / "ciflow" / "ciflow"
+POLICY = ROOT / "deploy" / "cam-policy.json"
+FILLED = ROOT / "dist" / "cam-policy.json"
+CI_ROLE = "CI_QCSRole"  # the role CI itself uses to read and write COS on the user's behalf
+
+#: SDK call -> the CAM actions it needs. boto3 (S3 API on COS) and cos-python-sdk-v5 (CI) calls.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "head_object": ("cos:HeadObject",),
+    "get_object": ("cos:GetObject",),
+    "put_object": ("cos:PutObject",),
+    "copy_object": ("cos:GetObject", "cos:PutObject"),  # reads the source, writes the destination
+    "delete_object": ("cos:DeleteObject",),
+    "get_object_tagging": ("cos:GetObjectTagging",),
+    "put_object_tagging": ("cos:PutObjectTagging",),
+    "delete_object_tagging": ("cos:DeleteObjectTagging",),
+    "get_object_acl": ("cos:GetObjectACL",),
+    "put_object_acl": ("cos:PutObjectACL",),
+    "list_objects": ("cos:GetBucket",),
+    "list_objects_v2": ("cos:GetBucket",),
+    # Submitting a job lets CI act on the bucket through CI_QCSRole, which needs cam:PassRole.
+    "ci_create_media_jobs": ("ci:CreateMediaJobs", "cam:PassRole"),
+    "ci_get_media_jobs": ("ci:DescribeMediaJob",),
+    "ci_list_media_jobs": ("ci:DescribeMediaJobs",),
+    "ci_cancel_jobs": ("ci:CancelMediaJob",),
+    # Raw SDK requests, named by method and path.
+    "send_request GET /jobs": ("ci:DescribeMediaJobs",),
+}
+BUCKET_ACTIONS = {"cos:GetBucket"}
+
+PLACEHOLDERS = {"region": "<Region>", "appid": "<APPID>", "bucket": "<BucketName-APPID>", "uin": "<OwnerUin>"}
+
+
+class UnmappedCall(Exception):
+    """The library calls an SDK method that ACTIONS does not map to CAM actions."""
+
+
+@dataclass(frozen=True)
+class SdkCall:
+    name: str
+    where: str
+
+
+def _is_client(node: ast.expr) -> bool:
+    """`client`, `self.client`, `self._client` or `s3_client()`: the ways the library reaches an SDK client."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name in ("client", "_client") or name.endswith("_client")
+
+
+def _const(node: Optional[ast.expr]) -> Optional[str]:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _kwarg(call: ast.Call, name: str) -> Optional[str]:
+    return next((_const(k.value) for k in call.keywords if k.arg == name), None)
+
+
+def _raw_request(call: ast.Call, scope: ast.AST) -> str:
+    """`send_request GET /jobs`: the method, and the one `path=` string passed in the same function."""
+    paths = {_kwarg(c, "path") for c in ast.walk(scope) if isinstance(c, ast.Call)} - {None}
+    method = _kwarg(call, "method")
+    return f"send_request {method} {paths.pop()}" if method and len(paths) == 1 else "send_request"
+
+
+def sdk_calls(library: Path = LIBRARY) -> list[SdkCall]:
+    """Every method called on an SDK client in the library, in file and line order."""
+    calls: list[tuple[int, SdkCall]] = []
+    for path in sorted(library.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and _is_client(node.func.value)):
+                continue
+            name = node.func.attr
+            if name == "get_paginator":
+                name = (_const(node.args[0]) if node.args else None) or name
+            elif name == "send_request":
+                scope = min((s for s in scopes if s.lineno <= node.lineno <= (s.end_lineno or s.lineno)),
+                            key=lambda s: (s.end_lineno or s.lineno) - s.lineno, default=tree)
+                name = _raw_request(node, scope)
+            shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+            calls.append((node.lineno, SdkCall(name, f"{shown}:{node.lineno}")))
+    return [call for _, call in sorted(calls, key=lambda c: (c[1].where.split(":")[0], c[0]))]
+
+
+def required_actions(calls: list[SdkCall]) -> set[str]:
+    unmapped = [c for c in calls if c.name not in ACTIONS]
+    if unmapped:
+        raise UnmappedCall("SDK calls with no CAM mapping; add them to ACTIONS in deploy/cam.py:\n  "
+                           + "\n  ".join(f"{c.name}  ({c.where})" for c in unmapped))
+    return {action for c in calls for action in ACTIONS[c.name]}
+
+
+def ciflow_prefixes(env: Mapping[str, str], rules_file: Optional[Path] = None) -> list[str]:
+    """Watched, quarantine and state prefixes, as the functions will compute them from `env`."""
+    from ciflow.rules import parse_rules
+    from ciflow.settings import DEFAULT_RULES_FILE
+
+    state = (env.get("CIFLOW_STATE_PREFIX", "").strip() or ".ciflow/").rstrip("/") + "/"
+    path = rules_file or Path(DEFAULT_RULES_FILE)
+    rules = parse_rules(path.read_text(encoding="utf-8"), str(path), state)
+    return [*rules.watched_prefixes, rules.quarantine_prefix, state]
+
+
+def policy(actions: set[str], prefixes: list[str], region: str, appid: str, bucket: str, uin: str) -> dict:
+    """The CAM policy document: object actions on ciflow's prefixes, listing limited to them,
+    CI actions on the bucket, and passing CI_QCSRole to CI."""
+    bucket_res = f"qcs::cos:{region}:uid/{appid}:{bucket}"
+    objects = sorted(a for a in actions if a.startswith("cos:") and a not in BUCKET_ACTIONS)
+    listing = sorted(a for a in actions if a in BUCKET_ACTIONS)
+    ci = sorted(a for a in actions if a.startswith("ci:"))
+    statements = []
+    if objects:
+        statements.append({"effect": "allow", "action": [f"name/{a}" for a in objects],
+                           "resource": [f"{bucket_res}/{p}*" for p in prefixes]})
+    if listing:
+        statements.append({"effect": "allow", "action": [f"name/{a}" for a in listing],
+                           "resource": [f"{bucket_res}/*"],
+                           "condition": {"string_like": {"cos:prefix": [f"{p}*" for p in prefixes]}}})
+    if ci:
+        statements.append({"effect": "allow", "action": [f"name/{a}" for a in ci],
+                           "resource": [f"qcs::ci:{region}:uid/{appid}:bucket/{bucket}/*"]})
+    if "cam:PassRole" in actions:
+        statements.append({"effect": "allow", "action": ["name/cam:PassRole"],
+                           "resource": [f"qcs::cam::uin/{uin}:roleName/{CI_ROLE}"]})
+    return {"version": "2.0", "statement": statements}
+
+
+def policy_actions(doc: dict) -> set[str]:
+    return {a.removeprefix("name/") for s in doc["statement"] for a in s["action"]}
+
+
+def generate(env: Optional[Mapping[str, str]] = None, rules_file: Optional[Path] = None) -> dict:
+    """The policy for `env`'s region, APPID, bucket and UIN, or with placeholders when `env` is None."""
+    values = PLACEHOLDERS if env is None else {
+        "region": env["CIFLOW_REGION"], "appid": env["CIFLOW_APPID"], "bucket": env["CIFLOW_BUCKET"],
+        "uin": env["CIFLOW_OWNER_UIN"]}
+    return policy(required_actions(sdk_calls()), ciflow_prefixes(env or {}, rules_file), **values)
+
+
+def render(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _write(out: Path, doc: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(doc), encoding="utf-8")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}: {len(policy_actions(doc))} actions")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m deploy.cam", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rules", type=Path, help="rules JSON file (default: the bundled rules)")
+    p.add_argument("--env-file", type=Path, default=dotenv.ENV_FILE)
+    ns = p.parse_args(argv)
+    env = dotenv.load(ns.env_file)
+    try:
+        _write(POLICY, generate(rules_file=ns.rules))
+        absent = dotenv.missing(env, ["CIFLOW_REGION", "CIFLOW_APPID", "CIFLOW_BUCKET", "CIFLOW_OWNER_UIN"])
+        if absent:
+            print(f"set {', '.join(absent)} in {ns.env_file.name} to also get {FILLED.relative_to(ROOT)} "
+                  "with your values filled in")
+        else:
+            _write(FILLED, generate(env, ns.rules))
+    except UnmappedCall as exc:
+        print(f"cam: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
