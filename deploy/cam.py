@@ -1,8 +1,10 @@
 """The CAM policy of the functions' execution role, derived from the calls the library makes.
 
-`sdk_calls()` reads `layers/ciflow/ciflow/*.py` with `ast` and lists every method called on a COS or
-CI SDK client; `ACTIONS` is the one table that maps each call to the CAM actions it needs. A call
-missing from the table stops the generator, so the policy cannot silently fall behind the code.
+`sdk_calls()` reads `layers/ciflow/ciflow/*.py` with `ast` and lists every SDK call: any method
+called on a client (`client`, `self.client`, `self._client`, `*_client()`), and any call, whatever
+the receiver, of an S3 operation (from botocore's model) or of a `ci_*` method. `ACTIONS` is the one
+table that maps each call to the CAM actions it needs. A call missing from the table stops the
+generator, so the policy cannot silently fall behind the code.
 
 Resources are scoped to the bucket and to ciflow's prefixes: the rules' watched prefixes, the
 quarantine prefix and the state prefix.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import sys
 from collections.abc import Mapping
@@ -75,6 +78,23 @@ def _is_client(node: ast.expr) -> bool:
     return name in ("client", "_client") or name.endswith("_client")
 
 
+@functools.lru_cache(maxsize=1)
+def s3_operations() -> frozenset[str]:
+    """boto3's S3 method names (head_object, put_object_tagging, ...), from botocore's service model."""
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model("s3")
+    return frozenset(xform_name(op) for op in model.operation_names)
+
+
+def _is_sdk_call(node: ast.AST) -> bool:
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    name = node.func.attr
+    return _is_client(node.func.value) or name.startswith("ci_") or name in s3_operations()
+
+
 def _const(node: Optional[ast.expr]) -> Optional[str]:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
@@ -97,9 +117,9 @@ def sdk_calls(library: Path = LIBRARY) -> list[SdkCall]:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and _is_client(node.func.value)):
+            if not _is_sdk_call(node):
                 continue
+            assert isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             name = node.func.attr
             if name == "get_paginator":
                 name = (_const(node.args[0]) if node.args else None) or name

@@ -15,7 +15,7 @@ def _options(ns: argparse.Namespace) -> StackOptions:
                         event_shape=ns.event_shape, context_style=ns.context_style, rules_file=ns.rules,
                         event_copies=ns.event_copies, reconcile_every=ns.reconcile_every,
                         reconcile_after=ns.reconcile_after, function_python=ns.function_python,
-                        function_root=ns.function_root)
+                        function_root=ns.function_root, no_trigger=ns.no_trigger)
 
 
 def serve(ns: argparse.Namespace) -> int:
@@ -62,6 +62,9 @@ def main(argv: list = None) -> int:
                    help="run the functions in worker processes of this interpreter (with --function-root)")
     s.add_argument("--function-root", metavar="DIR",
                    help="packaged artifacts laid out as SCF does: DIR/var/user (code) and DIR/opt (layers)")
+    s.add_argument("--no-trigger", action="store_true",
+                   help="keep the object store running but deliver no COS events (objects uploaded before "
+                        "any trigger existed; process them with `python -m ciflow backfill`)")
     d = sub.add_parser("demo", help="start the stack, upload samples, print what happened")
     d.add_argument("--timeout", type=float, default=180)
     c = sub.add_parser("chaos", help="run every fault scenario and print the reliability table")

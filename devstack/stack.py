@@ -38,6 +38,9 @@ class StackOptions:
     # worker processes of function_python (e.g. CPython 3.9, SCF's runtime) instead of in-process.
     function_python: Optional[str] = None
     function_root: Optional[str] = None
+    # Keep the object store but deliver no COS events, as for objects uploaded before any trigger
+    # existed (what `python -m ciflow backfill` is for).
+    no_trigger: bool = False
 
 
 class Stack:
@@ -53,7 +56,8 @@ class Stack:
         else:
             self.host = FunctionHost(self.o.region, self.o.appid, self.o.context_style)
         self.invoker = AsyncInvoker(self.host, "submit", copies=self.o.event_copies)
-        self.store = ObjectStore(self.o.region, self.invoker.deliver, self.o.key_encoding)
+        on_event = (lambda _event: None) if self.o.no_trigger else self.invoker.deliver
+        self.store = ObjectStore(self.o.region, on_event, self.o.key_encoding)
         self.emulator: Optional[CiEmulator] = None
         self.trigger = HttpTrigger(self.host, "callback", self.o.event_shape)
         self.trigger.on_admin = self.admin

@@ -65,10 +65,12 @@ def test_an_unmapped_call_fails_with_its_name_and_location(tmp_path: Path) -> No
         "        return self._client.ci_create_media_jobs(Bucket=b)\n"
         "    def local(self):\n"
         "        return self.storage.copy('a', 'b')\n"  # not an SDK client: ignored
+        "    def aliased(self, s3):\n"
+        "        return s3.get_object_acl(Bucket='b', Key='k')\n"  # an S3 operation on any receiver
     )
     # When the policy's actions are derived
     calls = cam.sdk_calls(tmp_path)
-    assert [c.name for c in calls] == ["restore_object", "ci_create_media_jobs"]
+    assert [c.name for c in calls] == ["restore_object", "ci_create_media_jobs", "get_object_acl"]
     with pytest.raises(cam.UnmappedCall) as err:
         cam.required_actions(calls)
     # Then the message names the call and where it is

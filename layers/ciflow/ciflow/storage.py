@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -32,6 +33,16 @@ class ObjectInfo:
     content_type: str
     metadata: dict[str, str]
     version_id: str = ""
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One entry of a bucket listing. Listings carry no content type; HEAD the key for it."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: Optional[datetime]
 
 
 def _path_style(endpoint: str) -> bool:
@@ -246,6 +257,26 @@ class Storage:
         except Exception as exc:
             raise classify(exc, f"LIST {prefix}") from exc
         return keys
+
+    def list_objects(self, bucket: str, prefix: str, start_after: Optional[str] = None) -> Iterator[ListedObject]:
+        """Every object under `prefix` in key order, after `start_after` when given, one page at a time."""
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
+            try:
+                r = self.client.list_objects_v2(**kwargs)
+            except Exception as exc:
+                raise classify(exc, f"LIST {prefix}") from exc
+            for o in r.get("Contents", []):
+                yield ListedObject(key=o["Key"], etag=str(o.get("ETag", "")).strip('"'), size=int(o.get("Size", 0)),
+                                   last_modified=o.get("LastModified"))
+            token = r.get("NextContinuationToken")
+            if not r.get("IsTruncated") or not token:
+                return
 
     def get(self, bucket: str, key: str) -> Optional[bytes]:
         try:
