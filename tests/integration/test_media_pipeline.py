@@ -126,7 +126,8 @@ def test_video_enhance_output_matches_the_rule(mdev: Dev, media: dict) -> None:
     assert mdev.jobs_for(out_key) == []
     (req,) = mdev.ci_requests_for(key)
     op = req["request"]["Operation"]
-    assert op["Output"] == {"Region": mdev.env["CIFLOW_REGION"], "Bucket": mdev.bucket, "Object": "raw/out/${jobid}.${ext}"}
+    assert op["Output"] == {"Region": mdev.env["CIFLOW_REGION"], "Bucket": mdev.bucket,
+                            "Object": "raw/out/${jobid}.${ext}"}
     assert op["VideoEnhance"]["Transcode"]["Video"]["Width"] == "480"
     assert op["Watermark"]["Type"] == "Text"
 
