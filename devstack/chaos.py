@@ -28,6 +28,7 @@ from .process import StackProcess
 from .samples import _png, mpegts_stream, zip_archive
 
 QUARANTINE = "quarantine/"
+MAX_SUBMIT_ATTEMPTS = 3  # CIFLOW_MAX_SUBMIT_ATTEMPTS's default, which the stack keeps
 
 
 @dataclass
@@ -95,6 +96,9 @@ class Chaos:
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.load(r)
 
+    def lost_jobs(self) -> list[dict[str, str]]:
+        return self._json(self.env["CIFLOW_DEV_CI_ADMIN"] + "lost")
+
     def configure(self, ci: dict[str, Any], dev: dict[str, Any]) -> None:
         self._json(self.env["CIFLOW_DEV_CI_ADMIN"] + "config", {**CI_RESET, **ci})
         self._json(self.env["CIFLOW_DEV_CONFIG"], {**DEV_RESET, **dev})
@@ -155,6 +159,10 @@ class Chaos:
     def state(self, u: Upload) -> tuple[bool, bool, str]:
         """(settled, correct, note) for one upload."""
         here, there = self._tags(u.key), self._tags(QUARANTINE + u.key)
+        if here is not None and here.get("ci-status") == "FAILED" and here.get("ci-reason") == "JobLost":
+            # Correct only when CI really lost every submission (reconcile's limit), not one less.
+            lost = sum(1 for j in self.lost_jobs() if j["object"] == u.key)
+            return True, lost >= MAX_SUBMIT_ATTEMPTS, f"JobLost after {lost} lost submissions"
         if u.deleted:
             # Nothing may resurrect a deleted upload; a correct quarantine before the delete is fine.
             if here is not None:

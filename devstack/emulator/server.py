@@ -79,7 +79,7 @@ class CiEmulator:
         self.port = port
         self.jobs: dict[str, Job] = {}
         self.requests: list[dict[str, Any]] = []
-        self.lost_jobs: list[str] = []
+        self.lost_jobs: list[dict[str, str]] = []
         self.config: dict[str, Any] = {
             "job_delay": 0.0,            # seconds before a job starts
             "json_jobs_detail": "object",  # object | array (shape of JobsDetail in JSON callbacks)
@@ -166,7 +166,9 @@ class CiEmulator:
         }
         job = Job(job_id, bucket, region, tag, doc, detail)
         if random.random() < float(self.config.get("lose_job_rate") or 0):
-            self.lost_jobs.append(job_id)  # answered as created, then forgotten: never runs, never found
+            # Answered as created, then forgotten: never runs, never found.
+            self.lost_jobs.append({"job_id": job_id, "bucket": bucket, "object": doc["Input"]["Object"],
+                                   "user_data": operation.get("UserData", "")})
             return job
         with self._lock:
             self.jobs[job_id] = job

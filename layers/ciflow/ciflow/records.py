@@ -53,29 +53,32 @@ class Records:
     def _put(self, rid: RecordId, kind: str, doc: dict[str, Any]) -> None:
         self.storage.put(self.bucket, rid.path(self.prefix, kind), json.dumps(doc).encode())
 
-    def claim(self, rid: RecordId) -> bool:
-        """Create the claim if absent. True when this caller owns the submission."""
+    def claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
+        """Create the claim if absent: the new claim when this caller owns the submission, else None."""
         now = int(time.time())
         doc = {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
                "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 1}
         if not self.storage.create_if_absent(self.bucket, rid.path(self.prefix, "jobs"), json.dumps(doc).encode()):
-            return False
-        self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "since": now})
-        return True
+            return None
+        self.mark_pending(rid, now)
+        return doc
+
+    def mark_pending(self, rid: RecordId, since: int) -> None:
+        self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "since": since})
 
     def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
         return _load(self.storage.get(self.bucket, rid.path(self.prefix, "jobs")))
 
-    def update_claim(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
-        doc = self.read_claim(rid) or {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule,
-                                       "claimed_at": int(time.time()), "attempts": 0}
+    def update_claim(self, rid: RecordId, base: Optional[dict[str, Any]] = None, **fields: Any) -> dict[str, Any]:
+        """Rewrite the claim with `fields`. Only the submitter writes claims, so the copy it holds
+        (`base`) is current and saves a read."""
+        doc = dict(base) if base is not None else self.read_claim(rid)
+        if doc is None:
+            doc = {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule,
+                   "claimed_at": int(time.time()), "attempts": 1}
         doc.update(fields)
         doc["updated_at"] = int(time.time())
         self._put(rid, "jobs", doc)
-        # Re-assert the pending marker: a takeover after a crash may find it missing.
-        if doc.get("status") != "FAILED" and self.read_result(rid) is None:
-            self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule,
-                                       "since": doc.get("claimed_at", 0)})
         return doc
 
     def read_result(self, rid: RecordId) -> Optional[dict[str, Any]]:

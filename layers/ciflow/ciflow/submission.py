@@ -129,8 +129,8 @@ class Submitter:
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
-        attempt = 1
-        if not records.claim(rid):
+        claim = records.claim(rid)
+        if claim is None:
             claim = records.read_claim(rid) or {}
             attempt = int(claim.get("attempts") or 1)
             if not force:
@@ -145,7 +145,8 @@ class Submitter:
                     found = self.ci.find(bucket, rule.job, info.key,
                                          UserData(rule.name, etag, attempt=attempt).encode())
                     if found is not None:
-                        records.update_claim(rid, job_id=str(found["JobId"]), status="SUBMITTED")
+                        records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
+                        records.mark_pending(rid, int(claim.get("claimed_at") or 0))
                         logger.warning("adopted the job of an interrupted submission",
                                        extra={"job_id": found["JobId"]})
                         return str(found["JobId"])
@@ -153,8 +154,10 @@ class Submitter:
             else:
                 records.clear_result(rid)
             # A new attempt number makes callbacks of the jobs it replaces recognisably superseded.
-            attempt += 1
-            records.update_claim(rid, attempts=attempt, job_id="", status="CLAIMED", claimed_at=int(time.time()))
+            claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
+                                         claimed_at=int(time.time()))
+            records.mark_pending(rid, claim["claimed_at"])
+        attempt = int(claim["attempts"])
         user_data = UserData(rule=rule.name, etag=etag, attempt=attempt).encode()
         self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
         url = ""
@@ -167,14 +170,14 @@ class Submitter:
         try:
             detail = self.ci.create(bucket, request)
         except PermanentError as exc:
-            records.update_claim(rid, status="FAILED", reason=exc.code)
+            records.update_claim(rid, claim, status="FAILED", reason=exc.code)
             records.write_result(rid, outcome="FAILED", reason=exc.code, applied="submit-failed")
             raise
         except RetryableError:
-            records.update_claim(rid, claimed_at=0)  # let the platform's retry take over at once
+            records.update_claim(rid, claim, claimed_at=0)  # let the platform's retry take over at once
             raise
         job_id = str(detail["JobId"])
-        records.update_claim(rid, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()), attempts=attempt)
+        records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()))
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 
