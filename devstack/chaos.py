@@ -242,7 +242,8 @@ class Chaos:
                 continue
             row.jobs += 1
             row.callbacks += sum(1 for c in j["callbacks"] if c.get("status") == 200)
-            ud = j["detail"]["Operation"].get("UserData", "")
+            # One job per (object version, rule): the attempt number (n=) does not make a new version.
+            ud = ";".join(p for p in j["detail"]["Operation"].get("UserData", "").split(";") if not p.startswith("n="))
             per_version[(obj, ud)] = per_version.get((obj, ud), 0) + 1
         row.duplicate_jobs = sum(n - 1 for n in per_version.values() if n > 1)
         for u in uploads:

@@ -24,7 +24,7 @@ from .results import Verdict, is_final
 from .rules import RuleSet, get_rules
 from .settings import Settings, get_settings
 from .storage import Storage
-from .submission import Submitter
+from .submission import STALE_CLAIM_SECONDS, Submitter
 
 
 @dataclass
@@ -92,6 +92,9 @@ class Reconciler:
             return "gone"
         attempts = int((claim or {}).get("attempts") or 0)
         job_id = str((claim or {}).get("job_id") or "")
+        if claim is not None and not job_id and now - float(claim.get("updated_at") or 0) < STALE_CLAIM_SECONDS:
+            # A submitter (or the platform's retry of one) may still be at work: never race it.
+            return "waiting"
         detail = self.ci.get(bucket, job_id) if job_id else None
         if detail is None:
             if attempts >= self.settings.max_submit_attempts:

@@ -159,7 +159,6 @@ class Submitter:
             records.mark_pending(rid, claim["claimed_at"])
         attempt = int(claim["attempts"])
         user_data = UserData(rule=rule.name, etag=etag, attempt=attempt).encode()
-        self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
         url = ""
         if self.settings.callback_url:
             token = tokens.mint(self.settings.callback_secret, bucket, info.key, rule.name, etag,
@@ -168,13 +167,16 @@ class Submitter:
         request = build_job(rule, info.key, user_data, url, self.settings.callback_format, bucket,
                             self.settings.region)
         try:
+            self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
             detail = self.ci.create(bucket, request)
         except PermanentError as exc:
             records.update_claim(rid, claim, status="FAILED", reason=exc.code)
             records.write_result(rid, outcome="FAILED", reason=exc.code, applied="submit-failed")
             raise
         except RetryableError:
-            records.update_claim(rid, claim, claimed_at=0)  # let the platform's retry take over at once
+            # Release the claim so the platform's retry of this event takes over at once (it looks
+            # for a job CI may have accepted before submitting again).
+            records.update_claim(rid, claim, claimed_at=0)
             raise
         job_id = str(detail["JobId"])
         records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()))
