@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test dev lint unit integration e2e clean chaos
+.PHONY: venv demo test dev lint unit integration e2e clean chaos bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: venv
 
 dev: venv
 	$(PY) -m devstack serve
+
+bench: venv
+	$(PY) bench/run.py
 
 chaos: venv
 	$(PY) -m devstack chaos
@@ -56,3 +59,8 @@ deploy: package
 
 smoke: venv
 	$(DEPLOY_PY) -m deploy.smoke
+
+# --- Operate (README "Operating"): make ciflow ARGS="status --prefix uploads/" ------------------------
+.PHONY: ciflow
+ciflow: venv
+	PYTHONPATH=layers/ciflow $(PY) -m ciflow $(ARGS)

@@ -344,7 +344,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"package: {exc}", file=sys.stderr)
         return 1
     for art in artifacts.values():
-        note = f"   (limit {_mib(DEPS_LIMIT)})" if art.name == "layer-deps" else ""
+        note = f"   (zip limit {_mib(DEPS_LIMIT)})" if art.name == "layer-deps" else ""
         print(f"  {art.path.relative_to(ROOT)!s:<24} {_mib(art.size):>11}  unzipped {_mib(art.unzipped):>11}{note}")
     return 0
 

@@ -111,10 +111,8 @@ class Completer:
         bind(rule=rule.name, etag=ud.etag, key=key, job_id=job_id)
         rid = RecordId(key, ud.etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
-        done = records.read_result(rid)
-        if done is not None and done.get("job_id") == job_id:
-            return {"job_id": job_id, "status": "already-applied", "outcome": done.get("outcome"),
-                    "final_key": done.get("final_key")}
+        # No read of the result record here: applying again is idempotent (tags merge to the same set,
+        # a finished move is recognised at its destination), and the hot path stays short.
         claim = records.read_claim(rid) or {}
         current = int(claim.get("attempts") or 1)
         if ud.attempt < current or (ud.attempt == current and claim.get("job_id") not in (None, "", job_id)):

@@ -68,6 +68,8 @@ def _build_client(creds: Credentials, endpoint: str, region: str, timeout: float
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"max_attempts": 3, "mode": "standard"},
+        # Our own code builds every request; botocore's per-call schema walk is pure overhead here.
+        parameter_validation=False,
         connect_timeout=timeout,
         read_timeout=timeout,
         max_pool_connections=20,
