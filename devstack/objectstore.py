@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, quote
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
 from ciflow.regions import SHORT_TO_FULL
 
 FULL_TO_SHORT = {v: k for k, v in SHORT_TO_FULL.items()}
@@ -79,11 +77,6 @@ def _multipart_key(environ: dict[str, Any], body: bytes) -> Optional[str]:
     return key
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        return
-
-
 class EventingApp:
     """WSGI middleware around moto that recognises object creates and reports them."""
 
@@ -112,6 +105,9 @@ class EventingApp:
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        # moto reads the undecoded path from RAW_URI (werkzeug's and gunicorn's name); cheroot calls it
+        # REQUEST_URI. Without it moto would decode the path a second time ("%2520" → " ").
+        environ.setdefault("RAW_URI", environ.get("REQUEST_URI", ""))
         method = environ.get("REQUEST_METHOD", "")
         path = environ.get("PATH_INFO", "")
         query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
@@ -205,17 +201,21 @@ class ObjectStore:
         self.on_event(event)
 
     def start(self) -> None:
+        from cheroot import wsgi
         from moto.server import DomainDispatcherApplication, create_backend_app
 
         app = EventingApp(DomainDispatcherApplication(create_backend_app), self._on_create, self.faults)
-        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="objectstore", daemon=True)
+        # cheroot keeps HTTP/1.1 connections alive, as COS does (werkzeug's development server closes
+        # every connection, charging clients a TCP handshake per request) and sends header names as given.
+        self._server = wsgi.Server((self.host, self.port), app, numthreads=8, server_name="ciflow-objectstore",
+                                   timeout=120)
+        self._server.prepare()
+        self.port = self._server.bind_addr[1]
+        self._thread = threading.Thread(target=self._server.serve, name="objectstore", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)

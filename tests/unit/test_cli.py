@@ -254,6 +254,17 @@ def test_progress_redraws_one_line_on_a_terminal(monkeypatch: pytest.MonkeyPatch
     assert "ETA" in text.split("\r")[3]
 
 
+def test_progress_on_a_narrow_terminal_keeps_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    err = Tty()
+    p = cli.Progress(err, "backfill uploads/some/long/prefix/")
+    p.start(4)
+    p.finish(counts(seen=4, submitted=3, skipped=1))
+    last = err.getvalue().rsplit("\r", 1)[1]
+    assert last.startswith("[####") and "submitted 3 | duplicate 0 | skipped 1" in last
+    assert len(last.rstrip("\n").replace("\x1b[K", "")) < 100
+
+
 def test_progress_prints_periodic_plain_lines_otherwise() -> None:
     now = [0.0]
     err = io.StringIO()
@@ -266,7 +277,8 @@ def test_progress_prints_periodic_plain_lines_otherwise() -> None:
     lines = err.getvalue().splitlines()
     assert "\r" not in err.getvalue()
     assert lines[0] == "backfill uploads/: 100 object(s) to examine"
-    assert 5 <= len(lines) - 2 <= 6
+    assert len(lines) == 6                    # the header, then one line every 5 s (the last one is 100%)
+    assert lines[-1] != lines[-2]             # the final line is not printed twice
     assert "[##########--------------]  40% 40/100 | submitted 40" in lines[2]
     assert lines[-1].startswith("backfill uploads/ [########################] 100% 100/100 | submitted 100")
 

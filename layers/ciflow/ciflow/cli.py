@@ -102,6 +102,7 @@ class Progress(ProgressSink):
         self.t0 = clock()
         self.last = float("-inf")
         self.open_line = False
+        self.shown = ""
 
     def _columns(self) -> int:
         try:
@@ -110,6 +111,7 @@ class Progress(ProgressSink):
             return shutil.get_terminal_size((120, 24)).columns
 
     def _emit(self, text: str) -> None:
+        self.shown = text
         if self.tty:
             cols = self._columns()
             if len(text) >= cols and text.startswith(self.label + " "):
@@ -155,7 +157,9 @@ class Progress(ProgressSink):
             self._emit(self.render(counts))
 
     def finish(self, counts: Counts) -> None:
-        self._emit(self.render(counts))
+        text = self.render(counts)
+        if self.tty or text != self.shown:
+            self._emit(text)
         if self.open_line:
             self.stream.write("\n")
             self.stream.flush()
