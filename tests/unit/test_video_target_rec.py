@@ -200,6 +200,7 @@ def test_a_configured_car_cascade_is_used(s3_endpoint: str) -> None:
     # No car model ships with OpenCV; the cat-face cascade stands in for one to show the plumbing.
     e = CiEmulator(REGION, [], s3_endpoint)
     e.config["car_cascade_path"] = cv2.data.haarcascades + "haarcascade_frontalcatface.xml"
+    e.config["video_sample_interval"] = 0.25  # one cascade alone: look at more frames
     _, result = run(e, "input/cat.mp4", {"VideoTargetRec": {"Car": "true"}})
     assert result["Message"] == ""
     assert result["CarRecognition"]

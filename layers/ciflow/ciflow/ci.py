@@ -7,15 +7,14 @@ send, are parsed by `callbacks` with defusedxml instead.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from typing import Any, Callable, Optional
 
+from .clientcache import ClientCache
 from .errors import PermanentError, RetryableError
 from .settings import Credentials, current_credentials, get_settings
 
-_lock = threading.Lock()
-_clients: dict[tuple[Any, ...], Any] = {}
+_clients = ClientCache()
 
 RETRYABLE_CI_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestLimitExceeded", "Throttling"}
 
@@ -43,16 +42,7 @@ def ci_client(creds: Optional[Credentials] = None) -> Any:
     """The cached SDK client for the current credentials."""
     creds = creds or current_credentials()
     s = get_settings()
-    cache_key = (creds, s.region, s.ci_endpoint)
-    client = _clients.get(cache_key)
-    if client is None:
-        with _lock:
-            client = _clients.get(cache_key)
-            if client is None:
-                client = _build_client(creds)
-                _clients.clear()
-                _clients[cache_key] = client
-    return client
+    return _clients.get((creds, s.region, s.ci_endpoint), lambda: _build_client(creds))
 
 
 def _classify(exc: Exception, what: str) -> Exception:

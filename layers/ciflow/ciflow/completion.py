@@ -11,13 +11,11 @@ import json
 from typing import Any, Optional
 
 from . import tokens, userdata
-from .actions import ActionRunner
+from .applying import Completer
 from .callbacks import JobClaim, job_claims, parse_body, parse_http_event
 from .ci import CiJobs
-from .errors import PermanentError, RequestRejected, RetryableError
+from .errors import RequestRejected, RetryableError
 from .log import bind, logger
-from .records import RecordId, Records
-from .results import verdict
 from .rules import RuleSet, get_rules
 from .settings import Settings, get_settings
 from .storage import Storage
@@ -84,61 +82,6 @@ class CallbackHandler:
                 or str(op.get("UserData", "")) != (claim.user_data or "")):
             raise RequestRejected(403, "callback does not match the job CI reports")
         return self.completer.complete(claim.bucket, detail)
-
-
-class Completer:
-    """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
-
-    def __init__(self, storage: Storage, ci: CiJobs, settings: Settings, rules: RuleSet):
-        self.storage = storage
-        self.ci = ci
-        self.settings = settings
-        self.rules = rules
-
-    def complete(self, bucket: str, detail: dict[str, Any]) -> dict[str, Any]:
-        """`detail` is a JobsDetail as CI reports it (never a callback body)."""
-        job_id = str(detail.get("JobId", ""))
-        inp = detail.get("Input") if isinstance(detail.get("Input"), dict) else {}
-        op = detail.get("Operation") if isinstance(detail.get("Operation"), dict) else {}
-        key = str(inp.get("Object", ""))
-        ud = userdata.decode(op.get("UserData"))
-        if ud is None:
-            return {"job_id": job_id, "status": "not-ours"}
-        rule = self.rules.by_name(ud.rule)
-        if rule is None:
-            logger.error("rule no longer exists; result not applied", extra={"rule": ud.rule})
-            return {"job_id": job_id, "status": "unknown-rule"}
-        bind(rule=rule.name, etag=ud.etag, key=key, job_id=job_id)
-        rid = RecordId(key, ud.etag, rule.name)
-        records = Records(self.storage, bucket, self.settings.state_prefix)
-        # No read of the result record here: applying again is idempotent (tags merge to the same set,
-        # a finished move is recognised at its destination), and the hot path stays short.
-        claim = records.read_claim(rid) or {}
-        current = int(claim.get("attempts") or 1)
-        if ud.attempt < current or (ud.attempt == current and claim.get("job_id") not in (None, "", job_id)):
-            # A job that a later submission replaced, or a second job for the same submission:
-            # never act twice on one upload.
-            logger.warning("callback for a superseded job; ignored",
-                           extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
-            return {"job_id": job_id, "status": "superseded"}
-        v = verdict(detail, rule)
-        if v is None:
-            logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
-            return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
-        try:
-            applied = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix).apply(rule, key, ud.etag, v)
-        except PermanentError as exc:
-            logger.error("could not apply the verdict", extra={"code": exc.code})
-            records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="error", reason=exc.code)
-            return {"job_id": job_id, "status": "error", "code": exc.code}
-        records.write_result(rid, job_id=job_id, outcome=v.outcome, applied=applied.status,
-                             final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason,
-                             outcomes=list(v.applied_outcomes), output_key=v.output_key,
-                             labels=[lb.__dict__ for lb in v.labels])
-        logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
-                                              "final_key": applied.final_key, "steps": applied.steps})
-        return {"job_id": job_id, "outcome": v.outcome, "status": applied.status,
-                "final_key": applied.final_key, "suspicious_type": v.suspicious_type, "reason": v.reason}
 
 
 def handle_http(event: Any) -> dict[str, Any]:

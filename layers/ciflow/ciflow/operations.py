@@ -25,13 +25,13 @@ from .actions import planned_actions, status_tags
 from .ci import CiJobs
 from .errors import CiflowError, ConfigError, PermanentError, RetryableError
 from .jobs import build_job, callback_url
-from .records import RecordId, Records
+from .records import STALE_CLAIM_SECONDS, RecordId, Records
 from .regions import SHORT_TO_FULL
 from .results import RECOGNITIONS, Label, Verdict
 from .rules import OUTCOMES, Rule, RuleSet, parse_rules
 from .settings import Settings, current_credentials, load_settings
 from .storage import ListedObject, ObjectInfo, Storage
-from .submission import STALE_CLAIM_SECONDS, Submitter, skip_reason
+from .submission import Submitter, skip_reason
 from .userdata import UserData, normalize_etag
 
 T = TypeVar("T")

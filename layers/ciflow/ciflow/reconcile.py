@@ -11,33 +11,28 @@ For every pending record older than `reconcile_after_seconds` it asks CI about t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .actions import ActionRunner
+from .applying import Completer
 from .ci import CiJobs
-from .completion import Completer
 from .errors import PermanentError, RetryableError
 from .log import bind, logger
-from .records import RecordId, Records
+from .records import STALE_CLAIM_SECONDS, RecordId, Records
 from .results import Verdict, is_final
 from .rules import RuleSet, get_rules
 from .settings import Settings, get_settings
 from .storage import Storage
-from .submission import STALE_CLAIM_SECONDS, Submitter
 
 
-@dataclass
 class Summary:
-    checked: int = 0
-    young: int = 0
-    applied: int = 0
-    resubmitted: int = 0
-    failed: int = 0
-    gone: int = 0
-    waiting: int = 0
-    errors: int = 0
-    details: list[dict[str, Any]] = field(default_factory=list)
+    """Counts of one reconcile run by what happened to each pending record (a plain class: the
+    timer's cold start pays for every dataclass it imports)."""
+
+    def __init__(self) -> None:
+        self.checked = self.young = self.applied = self.resubmitted = 0
+        self.failed = self.gone = self.waiting = self.errors = 0
+        self.details: list[dict[str, Any]] = []
 
 
 class Reconciler:
@@ -50,7 +45,16 @@ class Reconciler:
         self.rules = rules or get_rules()
         self.now = now
         self.completer = Completer(self.storage, self.ci, self.settings, self.rules)
-        self.submitter = Submitter(self.storage, self.ci, self.settings, self.rules)
+        self._submitter: Any = None
+
+    @property
+    def submitter(self) -> Any:
+        """Built on first use: most runs resubmit nothing, and the timer's cold start stays lean."""
+        if self._submitter is None:
+            from .submission import Submitter
+
+            self._submitter = Submitter(self.storage, self.ci, self.settings, self.rules)
+        return self._submitter
 
     def run(self, buckets: Optional[list[str]] = None, limit: int = 500) -> Summary:
         summary = Summary()

@@ -22,6 +22,9 @@ from typing import Any, Iterator, Optional
 
 from .storage import Storage
 
+# A claim without a job id older than this may be taken over: its submitter died, or let go.
+STALE_CLAIM_SECONDS = 300
+
 
 @dataclass(frozen=True)
 class RecordId:

@@ -6,19 +6,17 @@ connections and a rotated key gets a fresh client.
 
 from __future__ import annotations
 
-import ipaddress
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from .clientcache import ClientCache
 from .errors import PermanentError, RetryableError
 from .settings import Credentials, current_credentials, get_settings
 
-_lock = threading.Lock()
-_clients: dict[tuple[Any, ...], Any] = {}
+_clients = ClientCache()
 
 RETRYABLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
                    "InternalError", "RequestLimitExceeded", "TooManyRequests"}
@@ -46,14 +44,10 @@ class ListedObject:
 
 
 def _path_style(endpoint: str) -> bool:
+    """Path-style addressing for IP and localhost endpoints (no DNS for <bucket>.<host> there)."""
     host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+    # urlsplit strips IPv6 brackets; any ':' left means IPv6. (ipaddress costs ms at every cold start.)
+    return host == "localhost" or ":" in host or host.replace(".", "").isdigit()
 
 
 def _build_client(creds: Credentials, endpoint: str, region: str, timeout: float) -> Any:
@@ -96,16 +90,8 @@ def s3_client(creds: Optional[Credentials] = None) -> Any:
     """The cached boto3 S3 client for the current credentials."""
     s = get_settings()
     creds = creds or current_credentials()
-    cache_key = (creds, s.s3_endpoint, s.region)
-    client = _clients.get(cache_key)
-    if client is None:
-        with _lock:
-            client = _clients.get(cache_key)
-            if client is None:
-                client = _build_client(creds, s.s3_endpoint, s.region, s.http_timeout)
-                _clients.clear()  # keys rotate: drop clients built for old credentials
-                _clients[cache_key] = client
-    return client
+    return _clients.get((creds, s.s3_endpoint, s.region),
+                        lambda: _build_client(creds, s.s3_endpoint, s.region, s.http_timeout))
 
 
 def _code(exc: Exception) -> tuple[str, int]:

@@ -12,14 +12,11 @@ from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, logger
-from .records import RecordId, Records
+from .records import STALE_CLAIM_SECONDS, RecordId, Records
 from .rules import Rule, RuleSet, get_rules
 from .settings import Settings, get_settings
 from .storage import ObjectInfo, Storage
 from .userdata import UserData, normalize_etag
-
-# A claim without a job id older than this is taken over (the submitter died between the two).
-STALE_CLAIM_SECONDS = 300
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Apply a job's verdict once CI has confirmed it: shared by the callback and the reconcile timer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import userdata
+from .actions import ActionRunner
+from .ci import CiJobs
+from .errors import PermanentError
+from .log import bind, logger
+from .records import RecordId, Records
+from .results import verdict
+from .rules import RuleSet
+from .settings import Settings
+from .storage import Storage
+
+
+class Completer:
+    """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
+
+    def __init__(self, storage: Storage, ci: CiJobs, settings: Settings, rules: RuleSet):
+        self.storage = storage
+        self.ci = ci
+        self.settings = settings
+        self.rules = rules
+
+    def complete(self, bucket: str, detail: dict[str, Any]) -> dict[str, Any]:
+        """`detail` is a JobsDetail as CI reports it (never a callback body)."""
+        job_id = str(detail.get("JobId", ""))
+        inp = detail.get("Input") if isinstance(detail.get("Input"), dict) else {}
+        op = detail.get("Operation") if isinstance(detail.get("Operation"), dict) else {}
+        key = str(inp.get("Object", ""))
+        ud = userdata.decode(op.get("UserData"))
+        if ud is None:
+            return {"job_id": job_id, "status": "not-ours"}
+        rule = self.rules.by_name(ud.rule)
+        if rule is None:
+            logger.error("rule no longer exists; result not applied", extra={"rule": ud.rule})
+            return {"job_id": job_id, "status": "unknown-rule"}
+        bind(rule=rule.name, etag=ud.etag, key=key, job_id=job_id)
+        rid = RecordId(key, ud.etag, rule.name)
+        records = Records(self.storage, bucket, self.settings.state_prefix)
+        # No read of the result record here: applying again is idempotent (tags merge to the same set,
+        # a finished move is recognised at its destination), and the hot path stays short.
+        claim = records.read_claim(rid) or {}
+        current = int(claim.get("attempts") or 1)
+        if ud.attempt < current or (ud.attempt == current and claim.get("job_id") not in (None, "", job_id)):
+            # A job that a later submission replaced, or a second job for the same submission:
+            # never act twice on one upload.
+            logger.warning("callback for a superseded job; ignored",
+                           extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
+            return {"job_id": job_id, "status": "superseded"}
+        v = verdict(detail, rule)
+        if v is None:
+            logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
+            return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
+        try:
+            applied = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix).apply(rule, key, ud.etag, v)
+        except PermanentError as exc:
+            logger.error("could not apply the verdict", extra={"code": exc.code})
+            records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="error", reason=exc.code)
+            return {"job_id": job_id, "status": "error", "code": exc.code}
+        records.write_result(rid, job_id=job_id, outcome=v.outcome, applied=applied.status,
+                             final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason,
+                             outcomes=list(v.applied_outcomes), output_key=v.output_key,
+                             labels=[lb.__dict__ for lb in v.labels])
+        logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
+                                              "final_key": applied.final_key, "steps": applied.steps})
+        return {"job_id": job_id, "outcome": v.outcome, "status": applied.status,
+                "final_key": applied.final_key, "suspicious_type": v.suspicious_type, "reason": v.reason}
