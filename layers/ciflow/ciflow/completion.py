@@ -16,8 +16,9 @@ from .callbacks import JobClaim, job_claims, parse_body, parse_http_event
 from .ci import CiJobs
 from .errors import RequestRejected, RetryableError
 from .log import bind, logger
-from .rules import RuleSet, get_rules
-from .settings import Settings, get_settings
+from .ports import Ports
+from .rules import RuleSet
+from .settings import Settings
 from .storage import Storage
 
 
@@ -26,13 +27,10 @@ def http_response(status: int, body: dict[str, Any]) -> dict[str, Any]:
             "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
-class CallbackHandler:
+class CallbackHandler(Ports):
     def __init__(self, storage: Optional[Storage] = None, ci: Optional[CiJobs] = None,
                  settings: Optional[Settings] = None, rules: Optional[RuleSet] = None):
-        self.storage = storage or Storage()
-        self.ci = ci or CiJobs()
-        self.settings = settings or get_settings()
-        self.rules = rules or get_rules()
+        super().__init__(storage, ci, settings, rules)
         self.completer = Completer(self.storage, self.ci, self.settings, self.rules)
 
     def handle(self, event: Any) -> dict[str, Any]:

@@ -18,10 +18,11 @@ from .applying import Completer
 from .ci import CiJobs
 from .errors import PermanentError, RetryableError
 from .log import bind, logger
+from .ports import Ports
 from .records import STALE_CLAIM_SECONDS, RecordId, Records
 from .results import Verdict, is_final
-from .rules import RuleSet, get_rules
-from .settings import Settings, get_settings
+from .rules import RuleSet
+from .settings import Settings
 from .storage import Storage
 
 
@@ -35,14 +36,11 @@ class Summary:
         self.details: list[dict[str, Any]] = []
 
 
-class Reconciler:
+class Reconciler(Ports):
     def __init__(self, storage: Optional[Storage] = None, ci: Optional[CiJobs] = None,
                  settings: Optional[Settings] = None, rules: Optional[RuleSet] = None,
                  now: Optional[float] = None):
-        self.storage = storage or Storage()
-        self.ci = ci or CiJobs()
-        self.settings = settings or get_settings()
-        self.rules = rules or get_rules()
+        super().__init__(storage, ci, settings, rules)
         self.now = now
         self.completer = Completer(self.storage, self.ci, self.settings, self.rules)
         self._submitter: Any = None

@@ -7,15 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import tagging, tokens
-from .ci import CiJobs
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, logger
+from .ports import Ports
 from .records import STALE_CLAIM_SECONDS, RecordId, Records
-from .rules import Rule, RuleSet, get_rules
-from .settings import Settings, get_settings
-from .storage import ObjectInfo, Storage
+from .rules import Rule, RuleSet
+from .settings import Settings
+from .storage import ObjectInfo
 from .userdata import UserData, normalize_etag
 
 
@@ -43,15 +43,8 @@ def skip_reason(key: str, rules: RuleSet, settings: Settings) -> Optional[str]:
     return None
 
 
-class Submitter:
+class Submitter(Ports):
     """Processes COS events. Ports are injectable; defaults are the cached real clients."""
-
-    def __init__(self, storage: Optional[Storage] = None, ci: Optional[CiJobs] = None,
-                 settings: Optional[Settings] = None, rules: Optional[RuleSet] = None):
-        self.storage = storage or Storage()
-        self.ci = ci or CiJobs()
-        self.settings = settings or get_settings()
-        self.rules = rules or get_rules()
 
     def handle(self, event: Any) -> dict[str, Any]:
         """Process every record; raise RetryableError at the end if any record needs a retry."""
