@@ -20,6 +20,8 @@ def _finished(dev: Dev, key: str, bucket: str, status: str) -> Tuple[Dict, str]:
     final = "quarantine/" + key if status == "SUSPICIOUS" else key
     dev.put(key, _png(seed=21) + (zip_archive() if status == "SUSPICIOUS" else b""), bucket=bucket)
     dev.wait_status(final, status, bucket=bucket)
+    if final != key:  # a move finishes with the delete of the original
+        dev.wait_for(lambda: not dev.exists(key, bucket), what="original deleted after the move")
     job = dev.jobs_for(key, bucket)[0]
     return job["detail"], urlsplit(job["request"]["CallBack"]).query
 

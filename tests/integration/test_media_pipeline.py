@@ -57,7 +57,8 @@ def test_person_video_parameter_form_request_and_routing(mdev: Dev, media: dict,
     # Then people found → tagged, moved to review/, the user-facing label tags set
     assert tags["ci-labels"] == "person" and tags["review"] == "people"
     assert float(tags["ci-first-person"]) >= 0
-    assert not mdev.exists(key)
+    # (the copy carries its tags before the original is deleted: wait for the delete)
+    mdev.wait_for(lambda: not mdev.exists(key), what="original deleted after the move")
     # And the request CI received is the documented parameter form
     (req,) = mdev.ci_requests_for(key)
     body = req["request"]
