@@ -160,7 +160,8 @@ def test_the_packaged_functions_handle_uploads_on_python39(dev39: Dev, scf_root:
     # Then the clean image is tagged in place and the polyglot moved to quarantine
     assert clean_tags["ci-rule"] == "images"
     assert quarantined["ci-suspicious-type"] == "ZIP"
-    assert not dev39.exists(polyglot)
+    # the copy is tagged before the original is deleted: the delete may trail the status by a moment
+    dev39.wait_for(lambda: not dev39.exists(polyglot), what="original deleted after the move")
     # And it was CPython 3.9 running the artifacts under /var/user and /opt, for submit and callback
     invocations = dev39.invocations()
     for function in ("submit", "callback"):
