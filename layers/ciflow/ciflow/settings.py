@@ -173,7 +173,8 @@ def get_settings() -> Settings:
 
 
 def reset_settings() -> None:
-    """Forget cached settings, rules and clients (tests, or after changing the environment)."""
+    """Forget cached settings and rules (tests, or after changing the environment). Cached clients
+    need no reset: they are keyed by credentials, endpoint and region, so they follow."""
     get_settings.cache_clear()
     from . import rules
 
