@@ -47,6 +47,13 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "put_object_acl": ("cos:PutObjectACL",),
     "list_objects": ("cos:GetBucket",),
     "list_objects_v2": ("cos:GetBucket",),
+    # Versioned buckets: claims are arbitrated by versions, and suspicious bytes deleted by version.
+    "list_object_versions": ("cos:GetBucketObjectVersions",),
+    # Moves above COS's 5 GB single-copy limit are copied in parts (CAM names per COS API; unverified).
+    "create_multipart_upload": ("cos:InitiateMultipartUpload",),
+    "upload_part_copy": ("cos:GetObject", "cos:UploadPartCopy"),
+    "complete_multipart_upload": ("cos:CompleteMultipartUpload",),
+    "abort_multipart_upload": ("cos:AbortMultipartUpload",),
     # Submitting a job lets CI act on the bucket through CI_QCSRole, which needs cam:PassRole.
     "ci_create_media_jobs": ("ci:CreateMediaJobs", "cam:PassRole"),
     "ci_get_media_jobs": ("ci:DescribeMediaJob",),
@@ -55,7 +62,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     # Raw SDK requests, named by method and path.
     "send_request GET /jobs": ("ci:DescribeMediaJobs",),
 }
-BUCKET_ACTIONS = {"cos:GetBucket"}
+BUCKET_ACTIONS = {"cos:GetBucket", "cos:GetBucketObjectVersions"}
 
 PLACEHOLDERS = {"region": "<Region>", "appid": "<APPID>", "bucket": "<BucketName-APPID>", "uin": "<OwnerUin>"}
 

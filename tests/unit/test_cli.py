@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -39,7 +40,7 @@ from ciflow.operations import (
 from ciflow.records import RecordId, Records
 from ciflow.rules import parse_rules
 from ciflow.settings import DEFAULT_RULES_FILE, load_settings
-from ciflow.storage import ListedObject, ObjectInfo
+from ciflow.storage import ListedObject, ObjectInfo, StoredRecord
 from ciflow.userdata import UserData
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +103,8 @@ class FakeStorage:
 
     def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> None:
         self.writes.append(("put", key))
-        self.add(key, body, content_type)
+        tags = self.objects[key]["tags"] if key in self.objects else None
+        self.add(key, body, content_type, modified=datetime.now(timezone.utc), tags=tags)
 
     def create_if_absent(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> bool:
         if key in self.objects:
@@ -113,6 +115,10 @@ class FakeStorage:
     def get(self, bucket: str, key: str) -> Optional[bytes]:
         o = self.objects.get(key)
         return None if o is None else o["body"]
+
+    def get_record(self, bucket: str, key: str) -> Optional[StoredRecord]:
+        o = self.objects.get(key)
+        return None if o is None else StoredRecord(o["body"], o["modified"].timestamp(), time.time())
 
     def delete(self, bucket: str, key: str) -> None:
         self.writes.append(("delete", key))

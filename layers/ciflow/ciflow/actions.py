@@ -1,20 +1,24 @@
 """Apply a verdict to the object: merge status tags, then the rule's actions.
 
 Every step is idempotent, so a repeated or late callback converges on the same final state:
-tags are merged (not appended), a move is copy-if-absent then delete, and nothing acts on content
-whose ETag differs from the one that was inspected.
+tags are merged (not appended), a move is a conditional copy that carries the tags, then a delete of
+exactly the inspected content, and nothing acts on content whose ETag differs from the one inspected.
+Tag writes cannot be conditional on COS, so a write that may have landed on newer content is checked
+and repaired from that content's own records (`settle_tags`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from . import tagging
+from .concurrency import together
 from .log import logger
-from .results import Verdict
+from .records import RecordId, Records
+from .results import Verdict, verdict_from_result
 from .rules import Rule
-from .storage import Storage
+from .storage import ObjectInfo, Storage
 
 
 @dataclass
@@ -23,6 +27,18 @@ class Applied:
     final_key: Optional[str] = None
     tags: dict[str, str] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
+    tagged_in_place: bool = False    # tags were written on the key itself (check them afterwards)
+
+
+@dataclass
+class Seen:
+    """What the object looked like just before acting: read together, in one round trip."""
+
+    info: Optional[ObjectInfo]
+    tags: Optional[dict[str, str]]
+    dest_key: Optional[str] = None
+    dest: Optional[ObjectInfo] = None
+    extra: list[Any] = field(default_factory=list)
 
 
 def status_tags(rule: Rule, v: Verdict) -> list[tuple[str, str]]:
@@ -44,6 +60,14 @@ def status_tags(rule: Rule, v: Verdict) -> list[tuple[str, str]]:
     return ours
 
 
+def pending_tags(rule: Rule) -> list[tuple[str, str]]:
+    return [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)]
+
+
+def managed_tags(rule: Rule) -> list[str]:
+    return [k for o in rule.outcomes.values() for k, _ in o.tags]
+
+
 def planned_actions(rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
     """The union of the applied outcomes' actions, in a safe order, and the move's prefix (if any)."""
     actions: list[str] = []
@@ -52,7 +76,7 @@ def planned_actions(rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
         outcome = rule.outcome(name)
         for action in outcome.actions:
             if action in ("move", "quarantine"):
-                if move_prefix is None:  # the first outcome that moves decides where
+                if move_prefix is None and "move" not in actions and "quarantine" not in actions:
                     move_prefix = outcome.move_to if action == "move" else None
                     actions.append("move" if action == "move" else "quarantine")
             elif action not in actions:
@@ -61,71 +85,123 @@ def planned_actions(rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
     return sorted(actions, key=order.__getitem__), move_prefix
 
 
+def merge_logged(existing: dict[str, str], ours: list[tuple[str, str]], managed: list[str]) -> dict[str, str]:
+    merged, dropped = tagging.merge(existing, ours, managed)
+    if dropped:
+        logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
+    return merged
+
+
+def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: str, rounds: int = 3) -> int:
+    """After a tag write meant for content `etag`: if `key` now holds other content, our write may
+    have landed on it, so that content's status tags are rewritten from its own records (its verdict,
+    else PENDING while it has a claim, else none of ours). Returns the number of repairs."""
+    repairs = 0
+    for _ in range(rounds):
+        info = storage.head(records.bucket, key)
+        if info is None or info.etag == etag:
+            return repairs
+        rid = RecordId(key, info.etag, rule.name)
+        result, claim, tags = together(lambda r=rid: records.read_result(r), lambda r=rid: records.read_claim(r),
+                                       lambda: storage.get_tags(records.bucket, key))
+        if tags is None:
+            return repairs
+        v = verdict_from_result(result)
+        ours = status_tags(rule, v) if v is not None else pending_tags(rule) if claim is not None else []
+        merged = merge_logged(tags, ours, managed_tags(rule))
+        if merged != tags:
+            logger.warning("content changed under a tag write; its tags were rewritten from its records",
+                           extra={"written_for_etag": etag, "current_etag": info.etag})
+            storage.put_tags(records.bucket, key, merged)
+            repairs += 1
+        etag = info.etag
+    return repairs
+
+
 class ActionRunner:
     def __init__(self, storage: Storage, bucket: str, quarantine_prefix: str):
         self.storage = storage
         self.bucket = bucket
         self.quarantine_prefix = quarantine_prefix
 
-    def _tag(self, key: str, ours: list[tuple[str, str]], managed: list[str]) -> Optional[dict[str, str]]:
-        existing = self.storage.get_tags(self.bucket, key)
-        if existing is None:
-            return None
-        merged, dropped = tagging.merge(existing, ours, managed)
-        if dropped:
-            logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
-        if merged != existing and not self.storage.put_tags(self.bucket, key, merged):
-            return None
-        return merged
+    def _prefix(self, rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
+        actions, move_prefix = planned_actions(rule, v)
+        return actions, self.quarantine_prefix if "quarantine" in actions else move_prefix
 
-    def apply(self, rule: Rule, key: str, etag: str, v: Verdict) -> Applied:
+    def observe(self, rule: Rule, key: str, v: Verdict, *extra: Callable[[], Any]) -> Seen:
+        """HEAD the key, read its tags, HEAD the move's destination, plus any `extra` reads: together."""
+        _, prefix = self._prefix(rule, v)
+        dest_key = prefix + key if prefix is not None else None
+        results = together(lambda: self.storage.head(self.bucket, key),
+                           lambda: self.storage.get_tags(self.bucket, key),
+                           (lambda: self.storage.head(self.bucket, dest_key)) if dest_key else None,
+                           *extra)
+        return Seen(results[0], results[1], dest_key, results[2], results[3:])
+
+    def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None) -> Applied:
         """Apply `v` to `key`, which was inspected at `etag`."""
         ours = status_tags(rule, v)
-        managed = [k for o in rule.outcomes.values() for k, _ in o.tags]
-        actions, move_prefix = planned_actions(rule, v)
-        prefix = self.quarantine_prefix if "quarantine" in actions else move_prefix
-        info = self.storage.head(self.bucket, key)
-        if info is None:
+        managed = managed_tags(rule)
+        actions, prefix = self._prefix(rule, v)
+        if seen is None:
+            seen = self.observe(rule, key, v)
+        info = seen.info
+        if info is None or seen.tags is None:
             return self._after_source_gone(key, prefix, v, actions)
         if info.etag != etag:
             logger.warning("object changed since it was inspected; not acting",
                            extra={"inspected_etag": etag, "current_etag": info.etag})
             return Applied("stale", key)
-        out = Applied("applied", key)
-        tags = self._tag(key, ours, managed)
-        if tags is None:
-            return self._after_source_gone(key, prefix, v, actions)
-        out.tags = tags
-        out.steps.append("tagged")
-        if "make_private" in actions and self.storage.make_private(self.bucket, key):
-            out.steps.append("made-private")
+        merged = merge_logged(seen.tags, ours, managed)
         if prefix is not None:
-            self._move(key, prefix, etag, v, ours, managed, out)
+            return self._move(info, prefix, v, merged, actions, seen)
+        out = Applied("applied", key, merged, tagged_in_place=True)
+        private = "make_private" in actions
+        wrote, made_private = together(
+            (lambda: self.storage.put_tags(self.bucket, key, merged)) if merged != seen.tags else None,
+            (lambda: self.storage.make_private(self.bucket, key)) if private else None)
+        out.steps.append("tagged")
+        if made_private:
+            out.steps.append("made-private")
+        if wrote is False:
+            return self._after_source_gone(key, prefix, v, actions)
         if "delete" in actions:
-            self.storage.delete(self.bucket, key)
+            self.storage.delete_content(self.bucket, key, etag, info.version_id)
             out.final_key = None
+            out.tagged_in_place = False
             out.steps.append("deleted")
         return out
 
-    def _move(self, key: str, prefix: str, etag: str, v: Verdict, ours: list[tuple[str, str]],
-              managed: list[str], out: Applied) -> None:
-        dest = prefix + key
-        existing = self.storage.head(self.bucket, dest)
+    def _move(self, info: ObjectInfo, prefix: str, v: Verdict, merged: dict[str, str], actions: list[str],
+              seen: Seen) -> Applied:
+        key, etag = info.key, info.etag
+        dest = seen.dest_key or prefix + key
+        existing = seen.dest
         if existing is not None and existing.etag != etag:
             # Something else already sits at the destination: keep both by scoping ours to the job.
             dest = f"{prefix}{v.job_id}/{key}"
             existing = self.storage.head(self.bucket, dest)
-        if existing is None and not self.storage.copy(self.bucket, key, dest, if_match=etag):
-            logger.warning("source changed or vanished during the move; left in place")
-            return
-        # Tags travel with the copy; merging again covers a copy made before tagging finished.
-        tags = self._tag(dest, ours, managed)
-        current = self.storage.head(self.bucket, key)
-        if current is not None and current.etag == etag:
-            self.storage.delete(self.bucket, key)
-        out.final_key = dest
-        out.tags = tags or out.tags
+        if existing is None:
+            # The copy carries the tags, and takes exactly the inspected content (version, ETag).
+            if not self.storage.copy(self.bucket, key, dest, if_match=etag, version_id=info.version_id,
+                                     tags=merged, size=info.size):
+                logger.warning("source changed or vanished during the move; left in place")
+                return Applied("stale", key)
+        else:
+            # A copy from an earlier attempt: make sure it carries this verdict's tags.
+            dest_tags = self.storage.get_tags(self.bucket, dest) or {}
+            if dest_tags != merged:
+                self.storage.put_tags(self.bucket, dest, merged)
+        out = Applied("applied", dest, merged)
+        together((lambda: self.storage.make_private(self.bucket, dest)) if "make_private" in actions else None,
+                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id))
+        if "make_private" in actions:
+            out.steps.append("made-private")
         out.steps.append("quarantined" if prefix == self.quarantine_prefix else f"moved to {prefix}")
+        if "delete" in actions:  # the source is already gone with the move
+            out.final_key = None
+            out.steps.append("deleted")
+        return out
 
     def _after_source_gone(self, key: str, prefix: Optional[str], v: Verdict, actions: list[str]) -> Applied:
         # A repeated callback after a finished move finds the source gone and the copy in place.

@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from . import userdata
-from .actions import ActionRunner
+from .actions import ActionRunner, Applied, settle_tags
 from .ci import CiJobs
+from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
 from .records import RecordId, Records
-from .results import verdict
-from .rules import RuleSet
+from .results import Verdict, verdict
+from .rules import Rule, RuleSet
 from .settings import Settings
 from .storage import Storage
+
+
+def result_fields(v: Verdict, applied: Applied) -> dict[str, Any]:
+    """What a result record keeps: enough to re-apply the verdict to the same bytes without a new job."""
+    return {"job_id": v.job_id, "outcome": v.outcome, "applied": applied.status, "final_key": applied.final_key,
+            "suspicious_type": v.suspicious_type, "reason": v.reason, "outcomes": list(v.applied_outcomes),
+            "output_key": v.output_key, "labels": [lb.__dict__ for lb in v.labels]}
 
 
 class Completer:
@@ -39,11 +47,16 @@ class Completer:
             logger.error("rule no longer exists; result not applied", extra={"rule": ud.rule})
             return {"job_id": job_id, "status": "unknown-rule"}
         bind(rule=rule.name, etag=ud.etag, key=key, job_id=job_id)
+        v = verdict(detail, rule)
+        if v is None:
+            logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
+            return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
         rid = RecordId(key, ud.etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
-        # No read of the result record here: applying again is idempotent (tags merge to the same set,
-        # a finished move is recognised at its destination), and the hot path stays short.
-        claim = records.read_claim(rid) or {}
+        runner = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix)
+        # The claim (to tell a superseded job) and the object's state are read in one round trip.
+        seen = runner.observe(rule, key, v, lambda: records.read_claim(rid))
+        claim = seen.extra[0] or {}
         current = int(claim.get("attempts") or 1)
         if ud.attempt < current or (ud.attempt == current and claim.get("job_id") not in (None, "", job_id)):
             # A job that a later submission replaced, or a second job for the same submission:
@@ -51,21 +64,22 @@ class Completer:
             logger.warning("callback for a superseded job; ignored",
                            extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
-        v = verdict(detail, rule)
-        if v is None:
-            logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
-            return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
+        return self.apply(records, rid, rule, v, lambda: runner.apply(rule, key, ud.etag, v, seen))
+
+    def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any) -> dict[str, Any]:
+        """Run the actions, then record the result and check our tag write together, then drop the
+        pending marker: the marker goes last, so a crash anywhere leaves work reconcile finds."""
         try:
-            applied = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix).apply(rule, key, ud.etag, v)
+            applied = act()
         except PermanentError as exc:
             logger.error("could not apply the verdict", extra={"code": exc.code})
-            records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="error", reason=exc.code)
-            return {"job_id": job_id, "status": "error", "code": exc.code}
-        records.write_result(rid, job_id=job_id, outcome=v.outcome, applied=applied.status,
-                             final_key=applied.final_key, suspicious_type=v.suspicious_type, reason=v.reason,
-                             outcomes=list(v.applied_outcomes), output_key=v.output_key,
-                             labels=[lb.__dict__ for lb in v.labels])
+            records.write_result(rid, job_id=v.job_id, outcome=v.outcome, applied="error", reason=exc.code)
+            return {"job_id": v.job_id, "status": "error", "code": exc.code}
+        together(lambda: records.put_result(rid, **result_fields(v, applied)),
+                 (lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
+                 if applied.tagged_in_place else None)
+        records.drop_pending(rid)
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})
-        return {"job_id": job_id, "outcome": v.outcome, "status": applied.status,
+        return {"job_id": v.job_id, "outcome": v.outcome, "status": applied.status,
                 "final_key": applied.final_key, "suspicious_type": v.suspicious_type, "reason": v.reason}

@@ -22,6 +22,7 @@ class HttpRequest:
     query: dict[str, str]
     body: bytes
     source_ip: str
+    path: str = "/"
 
 
 def _flat(mapping: Any) -> dict[str, str]:
@@ -67,7 +68,8 @@ def parse_http_event(event: Any, max_bytes: int) -> HttpRequest:
     if len(body) > max_bytes:
         raise RequestRejected(413, f"body larger than {max_bytes} bytes")
     source_ip = headers.get("x-scf-remote-addr") or str(ctx.get("sourceIp") or "")
-    return HttpRequest(method, headers, query, body, source_ip)
+    path = event.get("path") if isinstance(event.get("path"), str) else "/"
+    return HttpRequest(method, headers, query, body, source_ip, path)
 
 
 MAX_DEPTH = 32  # CI's documents nest about 8 deep; anything deeper is hostile
@@ -146,14 +148,22 @@ def _text(value: Any) -> str:
     return ""
 
 
-def job_claims(doc: dict[str, Any]) -> list[JobClaim]:
-    """The jobs a callback body is about; JobsDetail may be an object or an array."""
+# CI reports one job per callback. A few more are tolerated; a body naming many is refused before any
+# of them costs a request to CI (one valid token must not buy unbounded work).
+MAX_JOBS_PER_CALLBACK = 10
+
+
+def job_claims(doc: dict[str, Any], limit: int = MAX_JOBS_PER_CALLBACK) -> list[JobClaim]:
+    """The distinct jobs a callback body is about; JobsDetail may be an object or an array.
+    Repeated entries for one JobId count once; more than `limit` distinct jobs are refused."""
     details = doc.get("JobsDetail")
     if isinstance(details, dict):
         details = [details]
     if not isinstance(details, list) or not details:
         raise RequestRejected(400, "no JobsDetail")
-    claims = []
+    if len(details) > limit * 4:
+        raise RequestRejected(413, f"more than {limit} jobs in one callback")
+    claims: dict[str, JobClaim] = {}
     for d in details:
         if not isinstance(d, dict):
             raise RequestRejected(400, "JobsDetail entry is not an object")
@@ -167,5 +177,10 @@ def job_claims(doc: dict[str, Any]) -> list[JobClaim]:
         if len(job_id) > 128 or not job_id.isalnum():
             raise RequestRejected(400, "JobId is not a job id")
         ud = op.get("UserData")
-        claims.append(JobClaim(job_id, bucket, key, ud if isinstance(ud, str) else None))
-    return claims
+        claim = JobClaim(job_id, bucket, key, ud if isinstance(ud, str) else None)
+        seen = claims.setdefault(job_id, claim)
+        if seen != claim:
+            raise RequestRejected(400, "one JobId with different details")
+        if len(claims) > limit:
+            raise RequestRejected(413, f"more than {limit} jobs in one callback")
+    return list(claims.values())

@@ -33,9 +33,19 @@ def _build_client(creds: Credentials) -> Any:
     if ep.ip:
         kwargs["IP"] = ep.ip
         kwargs["Port"] = ep.port
+    quiet_sdk_loggers()
     # No SDK-level retries: a blindly retried POST /jobs can create a duplicate job. CiJobs retries
     # itself, with jittered backoff, and looks for an accepted job before submitting again.
     return CosS3Client(CosConfig(**kwargs), retry=0)
+
+
+def quiet_sdk_loggers() -> None:
+    """cos-python-sdk-v5 logs request bodies at INFO, and a POST /jobs body holds the callback URL with
+    its token. SCF runtimes may set the root logger to INFO, so the SDK's own loggers stay at WARNING."""
+    import logging
+
+    for name in ("qcloud_cos", "qcloud_cos.cos_client", "qcloud_cos.cos_auth", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def ci_client(creds: Optional[Credentials] = None) -> Any:
@@ -133,6 +143,24 @@ class CiJobs:
             if isinstance(detail, dict) and detail.get("JobId") == job_id:
                 return detail
         return None
+
+    def get_many(self, bucket: str, job_ids: list[str], batch: int = 10) -> dict[str, dict[str, Any]]:
+        """Several jobs in few queries (GET /jobs/<id>,<id>,…); jobs CI does not know are absent."""
+        out: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for i in range(0, len(unique), batch):
+            chunk = ",".join(unique[i:i + batch])
+            try:
+                resp = self._retrying(f"GET /jobs/{chunk}",
+                                      lambda c=chunk: self.client.ci_get_media_jobs(Bucket=bucket, JobIDs=c))
+            except PermanentError as err:
+                if err.code in ("ResourceNotFound", "InvalidArgument", "404"):
+                    continue
+                raise
+            for detail in as_list(resp.get("JobsDetail")):
+                if isinstance(detail, dict) and detail.get("JobId") in unique:
+                    out[str(detail["JobId"])] = detail
+        return out
 
     def find(self, bucket: str, tag: str, key: str, user_data: str) -> Optional[dict[str, Any]]:
         """The newest job for `key` whose UserData is `user_data` (GET /jobs?inputObject=…), if any."""

@@ -1,8 +1,9 @@
 """Callback path: authenticate, confirm with GET /jobs, then apply the rule's actions.
 
-The body is only a hint. Nothing is written until (1) the URL's token matches the claimed job's
-bucket, key, rule and ETag, and (2) CI itself confirms that job id with the same bucket, object
-and UserData. Forged, replayed or malformed requests get a 4xx and change nothing.
+The body is only a hint, and CI's documented callback carries no UserData. Nothing is written until
+CI itself (`GET /jobs/<JobId>`) confirms the job in the same bucket and object, and the URL's token
+matches the bucket, key, rule and ETag that CI's copy of the job's UserData names. Forged, replayed
+or malformed requests get a 4xx and change nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Optional
 
 from . import tokens, userdata
 from .applying import Completer
-from .callbacks import JobClaim, job_claims, parse_body, parse_http_event
+from .callbacks import MAX_JOBS_PER_CALLBACK, JobClaim, job_claims, parse_body, parse_http_event
 from .ci import CiJobs
 from .errors import RequestRejected, RetryableError
 from .log import bind, logger
@@ -49,37 +50,54 @@ class CallbackHandler(Ports):
         req = parse_http_event(event, self.settings.max_callback_bytes)
         if req.method not in ("POST", ""):
             raise RequestRejected(405, "only POST is accepted")
-        token = req.query.get("t") or req.headers.get("x-ciflow-token", "")
+        token = req.query.get("t") or req.headers.get("x-ciflow-token", "") or token_in_path(req.path)
         if not token:
             raise RequestRejected(401, "missing token")
-        claims = job_claims(parse_body(req.body))
-        # Authenticate every claim before acting on any of them.
+        problem = tokens.precheck(token)
+        if problem:
+            raise RequestRejected(403, problem)
+        claims = job_claims(parse_body(req.body), MAX_JOBS_PER_CALLBACK)
+        # A body's UserData, when CI echoes it, rejects a forgery before any request to CI.
         for claim in claims:
-            self._authenticate(token, claim)
-        return [self._complete(claim, token) for claim in claims]
+            if claim.user_data is not None:
+                self._authenticate(token, claim.bucket, claim.key, claim.user_data)
+        # CI's own answer is the authority: its UserData binds the job to a rule and an ETag, and the
+        # token must match those. Every job is confirmed before acting on any of them.
+        details = [self._confirm(claim, token) for claim in claims]
+        return [self.completer.complete(claim.bucket, detail) for claim, detail in zip(claims, details)]
 
-    def _authenticate(self, token: str, claim: JobClaim) -> None:
-        ud = userdata.decode(claim.user_data)
+    def _authenticate(self, token: str, bucket: str, key: str, user_data: Optional[str]) -> None:
+        ud = userdata.decode(user_data)
         if ud is None:
             raise RequestRejected(403, "UserData is not ours")
-        if self.settings.buckets and claim.bucket not in self.settings.buckets:
+        if self.settings.buckets and bucket not in self.settings.buckets:
             raise RequestRejected(403, "bucket is not served here")
-        problem = tokens.verify(token, self.settings.callback_secret, claim.bucket, claim.key, ud.rule, ud.etag)
+        problem = tokens.verify(token, self.settings.callback_secret, bucket, key, ud.rule, ud.etag)
         if problem:
             raise RequestRejected(403, problem)
 
-    def _complete(self, claim: JobClaim, token: str) -> dict[str, Any]:
+    def _confirm(self, claim: JobClaim, token: str) -> dict[str, Any]:
         bind(bucket=claim.bucket, key=claim.key, job_id=claim.job_id)
+        if self.settings.buckets and claim.bucket not in self.settings.buckets:
+            raise RequestRejected(403, "bucket is not served here")
         detail = self.ci.get(claim.bucket, claim.job_id)
         if detail is None:
             raise RequestRejected(403, "CI does not know this job in this bucket")
         inp = detail.get("Input") if isinstance(detail.get("Input"), dict) else {}
         op = detail.get("Operation") if isinstance(detail.get("Operation"), dict) else {}
         confirmed_bucket = str(inp.get("BucketId") or inp.get("Bucket") or claim.bucket)
+        confirmed_ud = str(op.get("UserData", ""))
         if (confirmed_bucket != claim.bucket or str(inp.get("Object", "")) != claim.key
-                or str(op.get("UserData", "")) != (claim.user_data or "")):
+                or (claim.user_data is not None and confirmed_ud != claim.user_data)):
             raise RequestRejected(403, "callback does not match the job CI reports")
-        return self.completer.complete(claim.bucket, detail)
+        self._authenticate(token, claim.bucket, claim.key, confirmed_ud)
+        return detail
+
+
+def token_in_path(path: str) -> str:
+    """A token carried in the URL path (`…/cb/<token>`) survives a sender that drops the query."""
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last if last.startswith(tokens.VERSION + ".") else ""
 
 
 def handle_http(event: Any) -> dict[str, Any]:

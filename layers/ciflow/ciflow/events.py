@@ -41,6 +41,15 @@ class CosRecord:
         return self.event_name.startswith(CREATE_PREFIX)
 
     @property
+    def etag(self) -> str:
+        """The ETag the event reports (logged production events carry `meta.ETag`; the documented
+        example does not), unquoted; "" when absent."""
+        for k, v in self.meta.items():
+            if k.lower() == "etag" and v:
+                return v.strip().strip('"')
+        return ""
+
+    @property
     def content_type(self) -> Optional[str]:
         for k, v in self.meta.items():
             if k.lower() == "content-type" and v:
@@ -48,11 +57,20 @@ class CosRecord:
         return None
 
 
+def _encodable(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _candidates(raw_key: str, url: Optional[str]) -> tuple[str, ...]:
     out: list[str] = []
 
     def add(k: Optional[str]) -> None:
-        if k and k not in out:
+        # A key that cannot be UTF-8 (a lone surrogate after decoding) names no COS object.
+        if k and k not in out and _encodable(k):
             out.append(k)
 
     add(raw_key)
@@ -99,6 +117,9 @@ def parse_record(record: Any) -> CosRecord:
     if not raw_key:
         raise BadEventError("record.cos.cosObject.key: empty object key")
     url = obj.get("url") if isinstance(obj.get("url"), str) else None
+    candidates = _candidates(raw_key, url)
+    if not candidates:
+        raise BadEventError("record.cos.cosObject.key: not a valid UTF-8 object key")
     size = obj.get("size")
     try:
         size = int(size) if size is not None and size != "" else None
@@ -112,7 +133,7 @@ def parse_record(record: Any) -> CosRecord:
         appid=appid,
         region=region,
         event_name=str(event.get("eventName") or ""),
-        key_candidates=_candidates(raw_key, url),
+        key_candidates=candidates,
         size=size,
         meta=meta,
         version_id=str(obj.get("vid") or ""),

@@ -1,21 +1,24 @@
 """Reconcile: the timer that makes sure no upload stays PENDING forever.
 
-For every pending record older than `reconcile_after_seconds` it asks CI about the job:
+Ages come from COS's own clock (the listing's Last-Modified against its Date header), never from the
+function's. For every pending marker older than `reconcile_after_seconds`, oldest first, it reads the
+claim next to it and asks CI about all their jobs in a few batched queries:
 - finished → the verdict is applied exactly as a callback would apply it (the callback was lost);
-- unknown to CI (lost) or never recorded (the submitter died) → resubmitted, at most
-  `max_submit_attempts` times in all, then FAILED with reason `JobLost`;
+- unknown to CI (lost) → resubmitted; after `max_submit_attempts` lost jobs, FAILED with reason
+  `JobLost` (a throttled or crashed submission is taken over without counting against that limit);
+- never recorded (the submitter died) → taken over once its lease has run out;
 - still queued or running after `reconcile_give_up_seconds` → FAILED with reason `Timeout`;
 - the object is gone or was overwritten → recorded, nothing else to do.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Optional
 
 from .actions import ActionRunner
 from .applying import Completer
 from .ci import CiJobs
+from .concurrency import together
 from .errors import PermanentError, RetryableError
 from .log import bind, logger
 from .ports import Ports
@@ -38,10 +41,8 @@ class Summary:
 
 class Reconciler(Ports):
     def __init__(self, storage: Optional[Storage] = None, ci: Optional[CiJobs] = None,
-                 settings: Optional[Settings] = None, rules: Optional[RuleSet] = None,
-                 now: Optional[float] = None):
+                 settings: Optional[Settings] = None, rules: Optional[RuleSet] = None):
         super().__init__(storage, ci, settings, rules)
-        self.now = now
         self.completer = Completer(self.storage, self.ci, self.settings, self.rules)
         self._submitter: Any = None
 
@@ -55,68 +56,87 @@ class Reconciler(Ports):
         return self._submitter
 
     def run(self, buckets: Optional[list[str]] = None, limit: int = 500) -> Summary:
+        """One pass: list the pending markers (ages come from the listing, by COS's clock), then
+        check at most `limit` of those older than `reconcile_after_seconds`, oldest first."""
         summary = Summary()
         for bucket in buckets or list(self.settings.buckets):
             records = Records(self.storage, bucket, self.settings.state_prefix)
-            for rid in records.pending(limit):
+            markers, total = records.pending_markers(self.settings.reconcile_after_seconds, limit)
+            summary.young += total - len(markers)
+            claims = together(*[(lambda m=m, r=records: self._claim_for(r, m)) for m in markers])
+            job_ids = [str(c[0].get("job_id")) for c in claims if c is not None and c[0].get("job_id")]
+            details = self.ci.get_many(bucket, job_ids) if job_ids else {}
+            for marker, found in zip(markers, claims):
                 summary.checked += 1
-                bind(bucket=bucket, key=rid.key, etag=rid.etag, rule=rid.rule)
                 try:
-                    outcome = self.check(bucket, records, rid)
+                    rid, outcome = self.check(bucket, records, marker, found, details)
                 except (RetryableError, PermanentError) as exc:
                     logger.warning("reconcile could not finish a record; next run retries", extra={"error": str(exc)})
-                    outcome = "error"
+                    rid, outcome = None, "errors"
                 setattr(summary, outcome, getattr(summary, outcome) + 1)
-                if outcome != "young":
+                if outcome not in ("young", "waiting") and rid is not None:
                     summary.details.append({"bucket": bucket, "key": rid.key, "rule": rid.rule, "outcome": outcome})
-        logger.info("reconcile finished", extra={k: v for k, v in summary.__dict__.items() if k != "details"})
+        if summary.checked or summary.errors:
+            logger.info("reconcile finished", extra={k: v for k, v in summary.__dict__.items() if k != "details"})
         return summary
 
-    def check(self, bucket: str, records: Records, rid: RecordId) -> str:
-        if records.read_result(rid) is not None:
-            records.drop_pending(rid)  # finished, but the marker outlived a crash
-            return "applied"
-        claim = records.read_claim(rid)
-        now = self.now if self.now is not None else time.time()
-        since = float((claim or {}).get("submitted_at") or (claim or {}).get("claimed_at") or 0)
-        if claim is not None and now - since < self.settings.reconcile_after_seconds:
-            return "young"
-        info = self.storage.head(bucket, rid.key)
-        if info is None:
-            records.write_result(rid, job_id=(claim or {}).get("job_id", ""), applied="object-missing")
-            return "gone"
-        if info.etag != rid.etag:
-            records.write_result(rid, job_id=(claim or {}).get("job_id", ""), applied="stale")
-            return "gone"
+    @staticmethod
+    def _claim_for(records: Records, marker: str) -> Optional[tuple[dict[str, Any], float]]:
+        return records.read_claim_at(records.claim_key(marker))
+
+    def check(self, bucket: str, records: Records, marker: str, found: Optional[tuple[dict[str, Any], float]],
+              details: dict[str, dict[str, Any]]) -> tuple[Optional[RecordId], str]:
+        if found is None:
+            # A marker whose claim was never written (the submitter died between the two).
+            rid = records.read_pending(marker)
+            if rid is None:
+                return None, "gone"
+            claim: dict[str, Any] = {}
+            age = STALE_CLAIM_SECONDS
+        else:
+            claim, age = found
+            rid = RecordId(str(claim.get("key", "")), str(claim.get("etag", "")), str(claim.get("rule", "")))
+        bind(bucket=bucket, key=rid.key, etag=rid.etag, rule=rid.rule)
         rule = self.rules.by_name(rid.rule)
         if rule is None:
             records.write_result(rid, applied="unknown-rule")
-            return "gone"
-        attempts = int((claim or {}).get("attempts") or 0)
-        job_id = str((claim or {}).get("job_id") or "")
-        if claim is not None and not job_id and now - float(claim.get("updated_at") or 0) < STALE_CLAIM_SECONDS:
-            # A submitter (or the platform's retry of one) may still be at work: never race it.
-            return "waiting"
-        detail = self.ci.get(bucket, job_id) if job_id else None
+            return rid, "gone"
+        job_id = str(claim.get("job_id") or "")
+        if not job_id:
+            if age < STALE_CLAIM_SECONDS and claim.get("status") != "RELEASED":
+                # A submitter (or the platform's retry of one) may still be at work: never race it.
+                return rid, "waiting"
+            return rid, self._resubmit(bucket, records, rid, rule, lost=False)
+        detail = details.get(job_id)
         if detail is None:
-            if attempts >= self.settings.max_submit_attempts:
-                return self._fail(bucket, records, rid, rule, job_id, "JobLost")
-            logger.warning("job lost or never recorded; resubmitting", extra={"job_id": job_id, "attempts": attempts})
-            self.submitter.submit(bucket, info, rule, takeover=True)
-            return "resubmitted"
+            if int(claim.get("lost") or 0) + 1 >= self.settings.max_submit_attempts:
+                return rid, self._fail(bucket, records, rid, rule, job_id, "JobLost")
+            logger.warning("CI lost the job; resubmitting", extra={"job_id": job_id, "lost": claim.get("lost", 0)})
+            return rid, self._resubmit(bucket, records, rid, rule, lost=True)
         if is_final(detail):
             result = self.completer.complete(bucket, detail)
-            return "applied" if result.get("status") not in ("superseded", "not-ours") else "gone"
-        if now - since > self.settings.reconcile_give_up_seconds:
-            return self._fail(bucket, records, rid, rule, job_id, "Timeout")
-        return "waiting"
+            if result.get("status") in ("superseded", "not-ours"):
+                records.drop_pending(rid)  # the claim moved on to a newer job, which has its own marker
+                return rid, "gone"
+            return rid, "applied"
+        if age > self.settings.reconcile_give_up_seconds:
+            return rid, self._fail(bucket, records, rid, rule, job_id, "Timeout")
+        return rid, "waiting"
+
+    def _resubmit(self, bucket: str, records: Records, rid: RecordId, rule: Any, lost: bool) -> str:
+        info = self.storage.head(bucket, rid.key)
+        if info is None or info.etag != rid.etag:
+            # The object is gone or holds other content (which has its own claim and marker).
+            records.write_result(rid, applied="object-missing" if info is None else "stale")
+            return "gone"
+        self.submitter.submit(bucket, info, rule, takeover=True, lost=lost)
+        return "resubmitted"
 
     def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str) -> str:
         logger.error("giving up on a job", extra={"job_id": job_id, "reason": reason})
         v = Verdict("FAILED", job_id, reason=reason)
-        applied = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix).apply(rule, rid.key, rid.etag, v)
-        records.write_result(rid, job_id=job_id, outcome="FAILED", reason=reason, applied=applied.status,
-                             final_key=applied.final_key)
+        runner = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix)
+        self.completer.apply(records, rid, rule, v, lambda: runner.apply(rule, rid.key, rid.etag, v))
         return "failed"
 
 

@@ -6,7 +6,11 @@
 - ``results/<rule>/<h>/<etag>.json``  the *result*: written by whoever applied the verdict
   (callback or reconcile), after every action finished. Its presence means "done".
 - ``pending/<rule>/<h>/<etag>.json``  a marker that exists from claim to result, so the reconcile
-  timer lists only unfinished work.
+  timer lists only unfinished work. It is written together with the claim (and re-written by anyone
+  who finds a claim without a job), so no claim exists that reconcile cannot find.
+
+docs/reliability.md describes who writes each record, under which condition, and what every crash
+point leaves behind.
 
 `<h>` is a hash of the key (keys can be long and contain anything). Records are plain objects in
 the user's bucket, readable with any S3 client.
@@ -18,7 +22,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from .storage import Storage
 
@@ -56,29 +60,46 @@ class Records:
     def _put(self, rid: RecordId, kind: str, doc: dict[str, Any]) -> None:
         self.storage.put(self.bucket, rid.path(self.prefix, kind), json.dumps(doc).encode())
 
-    def claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
-        """Create the claim if absent: the new claim when this caller owns the submission, else None."""
+    def new_claim(self, rid: RecordId, version_id: str = "") -> dict[str, Any]:
         now = int(time.time())
-        doc = {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
-               "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 1}
-        if not self.storage.create_if_absent(self.bucket, rid.path(self.prefix, "jobs"), json.dumps(doc).encode()):
-            return None
-        self.mark_pending(rid, now)
-        return doc
+        return {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
+                "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 1, "lost": 0,
+                "version_id": version_id}
 
-    def mark_pending(self, rid: RecordId, since: int) -> None:
-        self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "since": since})
+    def create_claim(self, rid: RecordId, doc: dict[str, Any]) -> bool:
+        """Create the claim if absent (conditional create). True when this caller owns the submission."""
+        return self.storage.create_if_absent(self.bucket, rid.path(self.prefix, "jobs"), json.dumps(doc).encode())
+
+    def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
+        """The marker reconcile lists. Written together with the claim, and again by anyone who finds a
+        claim without a job, so nothing can exist that reconcile cannot find."""
+        self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "version_id": version_id})
 
     def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
-        return _load(self.storage.get(self.bucket, rid.path(self.prefix, "jobs")))
+        record = self.read_claim_record(rid)
+        return record[0] if record is not None else None
+
+    def read_claim_record(self, rid: RecordId) -> Optional[tuple[dict[str, Any], float]]:
+        """The claim and its age by COS's clock (Last-Modified against the response's Date)."""
+        return self.read_claim_at(rid.path(self.prefix, "jobs"))
+
+    def claim_key(self, marker_key: str) -> str:
+        """The claim beside a pending marker (same rule, key hash and ETag)."""
+        return self.prefix + "jobs/" + marker_key[len(self.prefix + "pending/"):]
+
+    def read_claim_at(self, claim_key: str) -> Optional[tuple[dict[str, Any], float]]:
+        stored = self.storage.get_record(self.bucket, claim_key)
+        doc = _load(stored.body) if stored is not None else None
+        if stored is None or doc is None:
+            return None
+        return doc, stored.age
 
     def update_claim(self, rid: RecordId, base: Optional[dict[str, Any]] = None, **fields: Any) -> dict[str, Any]:
-        """Rewrite the claim with `fields`. Only the submitter writes claims, so the copy it holds
+        """Rewrite the claim with `fields`. Only the claim's owner writes it, so the copy it holds
         (`base`) is current and saves a read."""
         doc = dict(base) if base is not None else self.read_claim(rid)
         if doc is None:
-            doc = {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule,
-                   "claimed_at": int(time.time()), "attempts": 1}
+            doc = self.new_claim(rid)
         doc.update(fields)
         doc["updated_at"] = int(time.time())
         self._put(rid, "jobs", doc)
@@ -93,20 +114,44 @@ class Records:
     def drop_pending(self, rid: RecordId) -> None:
         self.storage.delete(self.bucket, rid.path(self.prefix, "pending"))
 
-    def write_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
-        """Record the final outcome, then drop the pending marker (in that order: never lose work)."""
+    def put_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
+        """Record the final outcome (the pending marker stays until `drop_pending`)."""
         doc = {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "at": int(time.time()), **fields}
         self._put(rid, "results", doc)
+        return doc
+
+    def write_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
+        """Record the final outcome, then drop the pending marker (in that order: never lose work)."""
+        doc = self.put_result(rid, **fields)
         self.drop_pending(rid)
         return doc
 
-    def pending(self, limit: int = 1000) -> Iterator[RecordId]:
-        """Unfinished (object, ETag, rule) triples, oldest listing order first."""
-        for key in self.storage.list_keys(self.bucket, f"{self.prefix}pending/", limit):
-            doc = _load(self.storage.get(self.bucket, key))
-            if doc and doc.get("key") and doc.get("etag") and doc.get("rule"):
-                yield RecordId(str(doc["key"]), str(doc["etag"]), str(doc["rule"]))
-            elif doc is None:
-                continue
-            else:
-                self.storage.delete(self.bucket, key)  # unreadable marker: nothing can be done with it
+    def read_pending(self, marker_key: str) -> Optional[RecordId]:
+        """The (object, ETag, rule) a pending marker stands for; an unreadable marker is removed."""
+        raw = self.storage.get(self.bucket, marker_key)
+        if raw is None:
+            return None
+        doc = _load(raw)
+        if doc and doc.get("key") and doc.get("etag") and doc.get("rule"):
+            return RecordId(str(doc["key"]), str(doc["etag"]), str(doc["rule"]))
+        self.storage.delete(self.bucket, marker_key)  # unreadable marker: nothing can be done with it
+        return None
+
+    def pending_markers(self, older_than: float, limit: int) -> tuple[list[str], int]:
+        """Marker keys older than `older_than` seconds by COS's clock, oldest first, at most `limit`;
+        and how many markers exist in all. The listing carries each marker's age, so young markers
+        cost no read, and the oldest are served first so no job starves behind a cap."""
+        aged: list[tuple[float, str]] = []
+        total = 0
+        token = None
+        while True:
+            objects, token, now = self.storage.list_page(self.bucket, f"{self.prefix}pending/", token)
+            for o in objects:
+                total += 1
+                modified = o.last_modified.timestamp() if o.last_modified is not None else 0.0
+                if now - modified >= older_than:
+                    aged.append((modified, o.key))
+            if token is None:
+                break
+        aged.sort()
+        return [k for _, k in aged[:limit]], total

@@ -147,3 +147,25 @@ def verdict(detail: dict[str, Any], rule: Any = None) -> Optional[Verdict]:
     if tag in ("VideoEnhance", "DigitalWatermark"):
         return _media(job_id, op, str(_dict(detail.get("Input")).get("BucketId") or ""))
     return Verdict("FAILED", job_id, reason=f"UnsupportedTag:{tag}")
+
+
+def verdict_from_result(doc: Optional[dict[str, Any]]) -> Optional[Verdict]:
+    """The verdict a result record holds, or None when it holds none (the object was gone or had
+    changed before any verdict was known, or CI lost the job): such content needs a new job."""
+    if not doc or not doc.get("outcome") or doc.get("applied") == "stale":
+        # "stale": the object had changed by the time the verdict came, so which bytes CI read is unknown.
+        return None
+    if doc.get("outcome") == "FAILED" and doc.get("reason") in RETRY_REASONS:
+        return None
+    labels = []
+    for lb in doc.get("labels") or []:
+        if isinstance(lb, dict) and lb.get("name"):
+            labels.append(Label(str(lb["name"]), _num(lb.get("first_seen")), _num(lb.get("score"))))
+    return Verdict(str(doc["outcome"]), str(doc.get("job_id") or ""), reason=str(doc.get("reason") or ""),
+                   suspicious_type=str(doc.get("suspicious_type") or ""),
+                   outcomes=tuple(str(o) for o in doc.get("outcomes") or ()), labels=tuple(labels),
+                   output_key=str(doc.get("output_key") or ""))
+
+
+# Failures that say nothing about the content: an upload of the same bytes gets a new job.
+RETRY_REASONS = ("JobLost", "Timeout")

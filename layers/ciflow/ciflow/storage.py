@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from .clientcache import ClientCache
 from .errors import PermanentError, RetryableError
@@ -20,7 +21,10 @@ _clients = ClientCache()
 
 RETRYABLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable",
                    "InternalError", "RequestLimitExceeded", "TooManyRequests"}
-MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchResource"}
+MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchResource", "NoSuchVersion"}
+# COS copies at most 5 GB in one request; larger objects are copied in parts.
+SINGLE_COPY_LIMIT = 5 * 1024 ** 3
+COPY_PART_SIZE = 512 * 1024 ** 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,28 @@ class ObjectInfo:
     content_type: str
     metadata: dict[str, str]
     version_id: str = ""
+
+    @property
+    def versioned(self) -> bool:
+        """The bucket keeps versions (Enabled): a version id other than COS's "null"."""
+        return is_version(self.version_id)
+
+
+def is_version(version_id: Optional[str]) -> bool:
+    return bool(version_id) and version_id != "null"
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """A small object read with COS's own timestamps, so ages never depend on a local clock."""
+
+    body: bytes
+    last_modified: float   # epoch seconds, COS's Last-Modified
+    server_now: float      # epoch seconds, COS's Date header of the same response
+
+    @property
+    def age(self) -> float:
+        return self.server_now - self.last_modified
 
 
 @dataclass(frozen=True)
@@ -76,14 +102,37 @@ def _build_client(creds: Credentials, endpoint: str, region: str, timeout: float
         aws_session_token=creds.token,
         config=config,
     )
-    client.meta.events.register("before-sign.s3.PutObject", _forbid_overwrite)
+    for op in ("PutObject", "PutObjectTagging"):
+        client.meta.events.register(f"before-sign.s3.{op}", _cos_put_headers)
     return client
 
 
-def _forbid_overwrite(request: Any, **_: Any) -> None:
-    # COS spells S3's `If-None-Match: *` as `x-cos-forbid-overwrite: true`; send both.
+def _cos_put_headers(request: Any, **_: Any) -> None:
+    # Our bodies are small records and tag sets: waiting for `100 Continue` only adds a round trip.
+    if "Expect" in request.headers:
+        del request.headers["Expect"]
+    # The conditional create in COS's own spelling only. Whether COS honours, ignores or rejects S3's
+    # `If-None-Match: *` is unverified, so it is never sent.
     if request.headers.get("If-None-Match") == "*":
+        del request.headers["If-None-Match"]
         request.headers["x-cos-forbid-overwrite"] = "true"
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, str) and value:
+        try:
+            return parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return 0.0
+    return 0.0
+
+
+def server_time(response: Any) -> float:
+    """COS's clock, from the Date header of a response (0 when absent)."""
+    headers = (response or {}).get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    return _epoch(headers.get("date", ""))
 
 
 def s3_client(creds: Optional[Credentials] = None) -> Any:
@@ -175,30 +224,118 @@ class Storage:
             raise classify(exc, f"PUT tagging {key}") from exc
         return True
 
-    def copy(self, bucket: str, src: str, dst: str, if_match: Optional[str] = None) -> bool:
-        """Server-side copy keeping metadata and tags. False when the source is gone or changed."""
-        kwargs: dict[str, Any] = {
-            "Bucket": bucket, "Key": dst, "CopySource": {"Bucket": bucket, "Key": src},
-            "MetadataDirective": "COPY", "TaggingDirective": "COPY",
-        }
+    def copy(self, bucket: str, src: str, dst: str, if_match: Optional[str] = None,
+             version_id: Optional[str] = None, tags: Optional[dict[str, str]] = None, size: int = 0) -> bool:
+        """Server-side copy keeping metadata. The copy carries `tags` when given (one request instead of a
+        copy plus a tag write), else the source's tags. `version_id` copies exactly that version;
+        `if_match` refuses a source whose ETag differs. Sources above COS's single-copy limit are copied
+        in parts. False when the source is gone or changed."""
+        source: dict[str, Any] = {"Bucket": bucket, "Key": src}
+        if is_version(version_id):
+            source["VersionId"] = version_id
+        if size > SINGLE_COPY_LIMIT:
+            return self._copy_in_parts(bucket, source, dst, if_match, tags, size)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": dst, "CopySource": source, "MetadataDirective": "COPY"}
+        if tags is not None:
+            kwargs["TaggingDirective"] = "REPLACE"
+            kwargs["Tagging"] = urlencode(tags)
+        else:
+            kwargs["TaggingDirective"] = "COPY"
         if if_match:
             kwargs["CopySourceIfMatch"] = f'"{if_match}"'
         try:
             self.client.copy_object(**kwargs)
         except Exception as exc:
-            code, status = _code(exc)
-            if _is_missing(exc) or status == 412 or code == "PreconditionFailed":
+            if _copy_refused(exc):
                 return False
             raise classify(exc, f"COPY {src} -> {dst}") from exc
         return True
 
-    def delete(self, bucket: str, key: str) -> None:
+    def _copy_in_parts(self, bucket: str, source: dict[str, Any], dst: str, if_match: Optional[str],
+                       tags: Optional[dict[str, str]], size: int) -> bool:
+        src = source["Key"]
         try:
-            self.client.delete_object(Bucket=bucket, Key=key)
+            head = self.client.head_object(Bucket=bucket, Key=src, **(
+                {"VersionId": source["VersionId"]} if "VersionId" in source else {}))
+        except Exception as exc:
+            if _is_missing(exc):
+                return False
+            raise classify(exc, f"HEAD {src}") from exc
+        create: dict[str, Any] = {"Bucket": bucket, "Key": dst, "Metadata": head.get("Metadata", {})}
+        if head.get("ContentType"):
+            create["ContentType"] = head["ContentType"]
+        if tags is None:
+            tags = self.get_tags(bucket, src) or {}
+        if tags:
+            create["Tagging"] = urlencode(tags)
+        try:
+            upload_id = self.client.create_multipart_upload(**create)["UploadId"]
+        except Exception as exc:
+            raise classify(exc, f"COPY {src} -> {dst}: initiate") from exc
+        parts = []
+        try:
+            for number, start in enumerate(range(0, size, COPY_PART_SIZE), 1):
+                end = min(size, start + COPY_PART_SIZE) - 1
+                kwargs: dict[str, Any] = {"Bucket": bucket, "Key": dst, "UploadId": upload_id, "PartNumber": number,
+                                          "CopySource": source, "CopySourceRange": f"bytes={start}-{end}"}
+                if if_match:
+                    kwargs["CopySourceIfMatch"] = f'"{if_match}"'
+                r = self.client.upload_part_copy(**kwargs)
+                parts.append({"PartNumber": number, "ETag": r["CopyPartResult"]["ETag"]})
+            self.client.complete_multipart_upload(Bucket=bucket, Key=dst, UploadId=upload_id,
+                                                  MultipartUpload={"Parts": parts})
+        except Exception as exc:
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=dst, UploadId=upload_id)
+            except Exception:  # noqa: BLE001, S110 - the original failure is what matters
+                pass
+            if _copy_refused(exc):
+                return False
+            raise classify(exc, f"COPY {src} -> {dst}") from exc
+        return True
+
+    def delete(self, bucket: str, key: str, version_id: Optional[str] = None) -> None:
+        """Delete the key (a delete marker on versioned buckets), or exactly one version of it."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if is_version(version_id):
+            kwargs["VersionId"] = version_id
+        try:
+            self.client.delete_object(**kwargs)
         except Exception as exc:
             if _is_missing(exc):
                 return
             raise classify(exc, f"DELETE {key}") from exc
+
+    def versions(self, bucket: str, key: str) -> list[tuple[str, str]]:
+        """(version id, ETag) of every version of exactly `key`, newest first; delete markers left out."""
+        out: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+        while True:
+            try:
+                r = self.client.list_object_versions(**kwargs)
+            except Exception as exc:
+                raise classify(exc, f"LIST versions {key}") from exc
+            out.extend((str(v.get("VersionId") or ""), str(v.get("ETag", "")).strip('"'))
+                       for v in r.get("Versions", []) if v.get("Key") == key)
+            if not r.get("IsTruncated"):
+                return out
+            kwargs["KeyMarker"] = r.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = r.get("NextVersionIdMarker")
+
+    def delete_content(self, bucket: str, key: str, etag: str, version_id: str = "") -> int:
+        """Make the bytes with `etag` unreadable at `key`: on a versioned bucket every version holding
+        them is deleted (a plain delete would only add a marker); otherwise the key is deleted if it
+        still holds them. Returns how many versions or objects were deleted."""
+        if is_version(version_id):
+            doomed = [vid for vid, e in self.versions(bucket, key) if e == etag]
+            for vid in doomed:
+                self.delete(bucket, key, vid)
+            return len(doomed)
+        current = self.head(bucket, key)
+        if current is None or current.etag != etag:
+            return 0
+        self.delete(bucket, key)
+        return 1
 
     def make_private(self, bucket: str, key: str) -> bool:
         try:
@@ -210,17 +347,31 @@ class Storage:
         return True
 
     def create_if_absent(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> bool:
-        """Conditional create (`If-None-Match: *`). False when the object already exists."""
+        """Create `key` only if it does not exist; False when it already did.
+
+        COS's `x-cos-forbid-overwrite` answers 409 on buckets that never had versioning, and has no
+        effect on versioned ones. There every writer's PUT becomes a version, so the oldest version
+        decides: a writer whose version is not the oldest lost, and removes its own version again so
+        that the winner's record stays the current one.
+        """
         try:
-            self.client.put_object(
+            r = self.client.put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
             )
         except Exception as exc:
             code, status = _code(exc)
-            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+            if status in (409, 412) or code in ("FileAlreadyExists", "PreconditionFailed",
+                                                 "ConditionalRequestConflict"):
                 return False
             raise classify(exc, f"PUT {key}") from exc
-        return True
+        ours = str(r.get("VersionId") or "")
+        if not is_version(ours):
+            return True
+        versions = self.versions(bucket, key)
+        if not versions or versions[-1][0] == ours:
+            return True
+        self.delete(bucket, key, ours)
+        return False
 
     def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> None:
         try:
@@ -267,10 +418,36 @@ class Storage:
                 return
 
     def get(self, bucket: str, key: str) -> Optional[bytes]:
+        record = self.get_record(bucket, key)
+        return record.body if record is not None else None
+
+    def get_record(self, bucket: str, key: str) -> Optional[StoredRecord]:
+        """A small object with COS's Last-Modified and Date; None when it does not exist."""
         try:
             r = self.client.get_object(Bucket=bucket, Key=key)
-            return r["Body"].read()
+            body = r["Body"].read()
         except Exception as exc:
             if _is_missing(exc):
                 return None
             raise classify(exc, f"GET {key}") from exc
+        return StoredRecord(body, _epoch(r.get("LastModified")), server_time(r))
+
+    def list_page(self, bucket: str, prefix: str, token: Optional[str] = None,
+                  max_keys: int = 1000) -> tuple[list[ListedObject], Optional[str], float]:
+        """One listing page: its objects, the next page's token (None at the end) and COS's clock."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": max_keys}
+        if token:
+            kwargs["ContinuationToken"] = token
+        try:
+            r = self.client.list_objects_v2(**kwargs)
+        except Exception as exc:
+            raise classify(exc, f"LIST {prefix}") from exc
+        objects = [ListedObject(key=o["Key"], etag=str(o.get("ETag", "")).strip('"'), size=int(o.get("Size", 0)),
+                                last_modified=o.get("LastModified")) for o in r.get("Contents", [])]
+        nxt = r.get("NextContinuationToken") if r.get("IsTruncated") else None
+        return objects, nxt or None, server_time(r)
+
+
+def _copy_refused(exc: Exception) -> bool:
+    code, status = _code(exc)
+    return _is_missing(exc) or status == 412 or code == "PreconditionFailed"

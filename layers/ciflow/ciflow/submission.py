@@ -7,12 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import tagging, tokens
+from .actions import ActionRunner, managed_tags, pending_tags, settle_tags
+from .applying import Completer
+from .concurrency import together
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, logger
 from .ports import Ports
 from .records import STALE_CLAIM_SECONDS, RecordId, Records
+from .results import Verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
 from .storage import ObjectInfo
@@ -79,7 +83,14 @@ class Submitter(Ports):
         reasons = [skip_reason(k, self.rules, self.settings) for k in rec.key_candidates]
         if all(reasons):
             return self._skip(rec.key, reasons[0] or "")
-        info = self.storage.resolve(rec.bucket, [k for k, r in zip(rec.key_candidates, reasons) if not r])
+        keys = [k for k, r in zip(rec.key_candidates, reasons) if not r]
+        if rec.etag and len(rec.key_candidates) == 1:
+            # The event names the content (logged COS events carry meta.ETag): no HEAD needed. A later
+            # overwrite is caught by the tag check after submitting, and by the ETag check before acting.
+            info: Optional[ObjectInfo] = ObjectInfo(keys[0], rec.etag, rec.size or 0, rec.content_type or "",
+                                                    {}, rec.version_id)
+        else:
+            info = self.storage.resolve(rec.bucket, keys)
         if info is None:
             logger.warning("object not found; nothing to inspect", extra={"candidates": list(rec.key_candidates)})
             return RecordResult(rec.key, "skipped", "object not found")
@@ -109,44 +120,64 @@ class Submitter(Ports):
         return result
 
     def submit(self, bucket: str, info: ObjectInfo, rule: Rule, force: bool = False,
-               takeover: bool = False) -> Optional[str]:
+               takeover: bool = False, lost: bool = False) -> Optional[str]:
         """Submit one job unless (key, ETag, rule) is already claimed. Returns the job id, or None.
 
+        Round trips: {claim ∥ pending marker ∥ GET tags} → {POST /jobs ∥ PENDING tags} →
+        {claim update ∥ tag check}. A claim that exists means a repeated event or the same bytes
+        uploaded again: a known verdict is re-applied at once, a job in flight is left alone.
         `force` (rescan) submits a new job even when one exists, and supersedes its result.
-        `takeover` (reconcile) replaces a claim whose job was lost or never recorded; an accepted
-        job is still adopted rather than duplicated.
+        `takeover` (reconcile) replaces a claim whose job was lost (`lost`) or never recorded; an
+        accepted job is still adopted rather than duplicated.
         """
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
-        claim = records.claim(rid)
-        if claim is None:
-            claim = records.read_claim(rid) or {}
+        fresh = records.new_claim(rid, info.version_id)
+        created, _, tags = together(lambda: records.create_claim(rid, fresh),
+                                    lambda: records.mark_pending(rid, info.version_id),
+                                    lambda: self.storage.get_tags(bucket, info.key))
+        if created:
+            claim = fresh
+        else:
+            claim_record, result = together(lambda: records.read_claim_record(rid),
+                                            lambda: records.read_result(rid))
+            claim, age = claim_record if claim_record is not None else (records.new_claim(rid), 0.0)
             attempt = int(claim.get("attempts") or 1)
             if not force:
-                age = time.time() - float(claim.get("claimed_at") or 0)
-                in_flight = bool(claim.get("job_id")) or age < STALE_CLAIM_SECONDS
-                if claim.get("status") == "FAILED" or (in_flight and not takeover):
+                known = verdict_from_result(result)
+                if known is not None:
+                    self._reapply(records, rid, rule, info, known)
+                    return None
+                in_flight = result is None and (bool(claim.get("job_id")) or (
+                    age < STALE_CLAIM_SECONDS and claim.get("status") != "RELEASED"))
+                if in_flight and not takeover:
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     return None
-                if not claim.get("job_id"):
+                if result is None and not claim.get("job_id"):
                     # The submitter died between claiming and recording: CI may have the job already.
                     found = self.ci.find(bucket, rule.job, info.key,
                                          UserData(rule.name, etag, attempt=attempt).encode())
                     if found is not None:
                         records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
-                        records.mark_pending(rid, int(claim.get("claimed_at") or 0))
                         logger.warning("adopted the job of an interrupted submission",
                                        extra={"job_id": found["JobId"]})
                         return str(found["JobId"])
-                logger.warning("taking over a stale or lost submission", extra={"rule": rule.name})
-            else:
+                logger.warning("taking over a stale, lost or finished submission", extra={"rule": rule.name})
+            if result is not None:
                 records.clear_result(rid)
             # A new attempt number makes callbacks of the jobs it replaces recognisably superseded.
+            # Only a job CI really lost counts against the give-up limit.
             claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
-                                         claimed_at=int(time.time()))
-            records.mark_pending(rid, claim["claimed_at"])
+                                         lost=int(claim.get("lost") or 0) + (1 if lost else 0),
+                                         claimed_at=int(time.time()), version_id=info.version_id)
+            tags = self.storage.get_tags(bucket, info.key)
+        if tags is None:
+            # The object vanished before its job was submitted: nothing to inspect.
+            records.write_result(rid, applied="object-missing")
+            logger.warning("object not found; nothing to inspect", extra={"rule": rule.name})
+            return None
         attempt = int(claim["attempts"])
         user_data = UserData(rule=rule.name, etag=etag, attempt=attempt).encode()
         url = ""
@@ -156,22 +187,38 @@ class Submitter(Ports):
             url = callback_url(self.settings.callback_url, token)
         request = build_job(rule, info.key, user_data, url, self.settings.callback_format, bucket,
                             self.settings.region)
+        pending, dropped = tagging.merge(tags, pending_tags(rule), managed_tags(rule))
+        if dropped:
+            logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
         try:
-            self._mark(bucket, info, [(tagging.STATUS, "PENDING"), (tagging.RULE, rule.name)])
-            detail = self.ci.create(bucket, request)
+            detail, _ = together(lambda: self.ci.create(bucket, request),
+                                 (lambda: self.storage.put_tags(bucket, info.key, pending))
+                                 if pending != tags else None)
         except PermanentError as exc:
             records.update_claim(rid, claim, status="FAILED", reason=exc.code)
             records.write_result(rid, outcome="FAILED", reason=exc.code, applied="submit-failed")
             raise
         except RetryableError:
             # Release the claim so the platform's retry of this event takes over at once (it looks
-            # for a job CI may have accepted before submitting again).
-            records.update_claim(rid, claim, claimed_at=0)
+            # for a job CI may have accepted before submitting again). The marker stays: if the
+            # release fails too, reconcile still finds the claim.
+            records.update_claim(rid, claim, status="RELEASED")
             raise
         job_id = str(detail["JobId"])
-        records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()))
+        together(lambda: records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED",
+                                              submitted_at=int(time.time())),
+                 lambda: settle_tags(self.storage, records, info.key, rule, etag))
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
+
+    def _reapply(self, records: Records, rid: RecordId, rule: Rule, info: ObjectInfo, known: Verdict) -> None:
+        """The same bytes again (re-upload, delete and re-upload, A-B-A): the verdict known for this
+        ETag is applied to the new object at once, without a new job."""
+        logger.info("verdict known for this content; re-applied",
+                    extra={"rule": rule.name, "outcome": known.outcome, "job_id": known.job_id})
+        runner = ActionRunner(self.storage, records.bucket, self.rules.quarantine_prefix)
+        Completer(self.storage, self.ci, self.settings, self.rules).apply(
+            records, rid, rule, known, lambda: runner.apply(rule, info.key, rid.etag, known))
 
     def _mark(self, bucket: str, info: ObjectInfo, ours: list[Any]) -> None:
         existing = self.storage.get_tags(bucket, info.key)

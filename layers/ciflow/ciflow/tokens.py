@@ -31,17 +31,34 @@ def mint(secret: str, bucket: str, key: str, rule: str, etag: str, ttl: int, now
     return f"{VERSION}.{exp}.{_mac(secret, bucket, key, rule, etag, exp)}"
 
 
-def verify(token: str, secret: str, bucket: str, key: str, rule: str, etag: str,
-           now: Optional[float] = None) -> Optional[str]:
-    """Return None when the token is valid for these values, else a short reason."""
+def precheck(token: str, now: Optional[float] = None) -> Optional[str]:
+    """The checks that need no job: form and expiry. None when the token may be valid."""
     if not token or token.count(".") != 2:
         return "malformed token"
     version, exp_s, mac = token.split(".")
     if version != VERSION or not _EXP.fullmatch(exp_s) or not _MAC.fullmatch(mac):
         return "malformed token"
-    exp = int(exp_s)
-    if exp < int(now if now is not None else time.time()):
+    if int(exp_s) < int(now if now is not None else time.time()):
         return "expired token"
+    return None
+
+
+def redact(text: str) -> str:
+    """`text` with every callback token replaced, for anything that may reach a log."""
+    return _TOKEN.sub("v1.<redacted>", text)
+
+
+_TOKEN = re.compile(r"v1\.[0-9]{1,12}\.[A-Za-z0-9_-]{43}")
+
+
+def verify(token: str, secret: str, bucket: str, key: str, rule: str, etag: str,
+           now: Optional[float] = None) -> Optional[str]:
+    """Return None when the token is valid for these values, else a short reason."""
+    problem = precheck(token, now)
+    if problem:
+        return problem
+    _, exp_s, mac = token.split(".")
+    exp = int(exp_s)
     if not hmac.compare_digest(mac, _mac(secret, bucket, key, rule, etag, exp)):
         return "token does not match this job"
     return None
