@@ -1,14 +1,20 @@
-"""`make deploy`: publish the two layers and the functions with Serverless Cloud Framework (`scf`).
+"""`make deploy`: publish the two layers and the functions with Serverless Cloud Framework (`scf`),
+then set through the SCF API what the `multi-scf` component does not (docs/deploy.md).
 
 `make package` has built dist/*.zip. This script
-1. checks that the `scf` CLI is installed and that credentials and settings are in `.env`;
+1. checks that the `scf` CLI is installed, that the credentials are in `.env`, and that every
+   variable serverless.yml and the layer instances use is set: the CLI would deploy an unset one as
+   a placeholder string, so each missing variable is named and nothing is deployed;
 2. unpacks each zip into dist/stage/, which the serverless.yml files upload, so what is deployed is
    byte for byte what was built and tested;
-3. runs `scf deploy --target deploy/layers/deps`, then `.../lib`, then `scf deploy` for the functions;
-4. when CIFLOW_CALLBACK_URL is empty (the first deploy), finds the callback's Function URL in the
-   output and deploys the functions once more with it, since submit must hand it to CI.
+3. runs `scf deploy --target deploy/layers/deps`, then `.../lib`, then `scf deploy` for the functions
+   (`--no-validation` adds the CLI's `--noValidation`, which skips the platform's input rules);
+4. reads the callback's Function URL back with ListTriggers; when CIFLOW_CALLBACK_URL is empty (the
+   first deploy), deploys the functions once more with it, since submit and reconcile hand it to CI;
+5. sets the async retry policy of submit and reconcile (UpdateFunctionEventInvokeConfig) and, when
+   CIFLOW_DLQ_TYPE and CIFLOW_DLQ_NAME are set, submit's dead-letter queue.
 
-    python -m deploy.deploy [--env-file PATH]
+    python -m deploy.deploy [--env-file PATH] [--no-validation]
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from . import dotenv
+import yaml
+
+from . import component_rules, dotenv, scf_api
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
@@ -32,14 +40,33 @@ ARTIFACTS = ("function-code", "layer-ciflow", "layer-deps")  # dist/<name>.zip -
 LAYER_TARGETS = ("deploy/layers/deps", "deploy/layers/lib")
 
 CREDENTIALS = ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"]
-SETTINGS = ["CIFLOW_REGION", "CIFLOW_BUCKET", "CIFLOW_ROLE", "CIFLOW_CALLBACK_SECRET"]
-# https://<appid>-<id>.<region>.tencentscf.com (platform.md §4)
-FUNCTION_URL = re.compile(r"https://\d+-[0-9a-z]+\.[0-9a-z-]+\.tencentscf\.com\b[^\s'\"]*")
+# May be empty: the first deploy finds the Function URL and deploys again with it.
+MAY_BE_EMPTY = {"CIFLOW_CALLBACK_URL"}
+BUCKET = re.compile(r"[a-z0-9][a-z0-9-]*-\d+")  # <name>-<appid>
+PLACEHOLDER = "undefined"  # what the CLI makes of an unset ${env:...}
 
 Runner = Callable[[list[str], Mapping[str, str]], tuple[int, str]]
+Log = Callable[[str], None]
 
 
-def preflight(env: Mapping[str, str], which: Callable[[str], Optional[str]] = shutil.which) -> list[str]:
+def instance(root: Path = ROOT) -> dict[str, Any]:
+    return yaml.safe_load((root / "serverless.yml").read_text(encoding="utf-8"))
+
+
+def referenced_variables(root: Path = ROOT) -> list[str]:
+    """Every `${env:NAME}` in serverless.yml and the layer instances."""
+    text = "".join((root / p).read_text(encoding="utf-8")
+                   for p in ["serverless.yml", *(f"{t}/serverless.yml" for t in LAYER_TARGETS)])
+    return sorted(set(component_rules.ENV_REF.findall(text)))
+
+
+def function_names(sls: Mapping[str, Any]) -> dict[str, str]:
+    """serverless.yml's function keys and the names multi-scf gives them: <name>-<stage>-<app>-<key>."""
+    return {key: f"{sls['name']}-{sls['stage']}-{sls['app']}-{key}" for key in sls["inputs"]["functions"]}
+
+
+def preflight(env: Mapping[str, str], which: Callable[[str], Optional[str]] = shutil.which,
+              no_validation: bool = False, root: Path = ROOT) -> list[str]:
     """Everything that would make `scf deploy` fail or deploy something broken, as messages."""
     problems = []
     if which("scf") is None:
@@ -49,13 +76,31 @@ def preflight(env: Mapping[str, str], which: Callable[[str], Optional[str]] = sh
     if absent:
         problems.append(f"no Tencent Cloud credentials: set {' and '.join(absent)} in .env, or run `scf login`, "
                         "which writes them there")
-    absent = dotenv.missing(env, SETTINGS)
+    used = referenced_variables(root)
+    absent = [v for v in dotenv.missing(env, used) if v not in MAY_BE_EMPTY]
     if absent:
-        problems.append(f"set {', '.join(absent)} in .env (see .env.example)")
-    if 0 < len(env.get("CIFLOW_CALLBACK_SECRET", "")) < 16:
+        problems.append(f"set {', '.join(absent)} in .env (see .env.example): serverless.yml or a layer instance "
+                        "uses them, and the CLI would deploy an unset variable as a placeholder string")
+    literal = [v for v in used if env.get(v, "").strip() == PLACEHOLDER]
+    if literal:
+        problems.append(f"{', '.join(literal)} in .env holds the CLI's placeholder for an unset variable; "
+                        "set a real value")
+    if 0 < len(env.get("CIFLOW_CALLBACK_SECRET", "").strip()) < 16:
         problems.append("CIFLOW_CALLBACK_SECRET must be at least 16 characters")
-    if bool(env.get("CIFLOW_DLQ_TYPE")) != bool(env.get("CIFLOW_DLQ_NAME")):
+    bucket = env.get("CIFLOW_BUCKET", "").strip()
+    if bucket and not BUCKET.fullmatch(bucket):
+        problems.append(f"CIFLOW_BUCKET must be the bucket's full name, <name>-<appid>; got {bucket!r}")
+    url = env.get("CIFLOW_CALLBACK_URL", "").strip()
+    if url and not url.startswith("https://"):
+        problems.append(f"CIFLOW_CALLBACK_URL must be an https:// URL (or empty before the first deploy); got {url!r}")
+    if bool(env.get("CIFLOW_DLQ_TYPE", "").strip()) != bool(env.get("CIFLOW_DLQ_NAME", "").strip()):
         problems.append("set both CIFLOW_DLQ_TYPE and CIFLOW_DLQ_NAME, or neither")
+    if not no_validation and not absent:
+        # The platform's own input check, as far as the components' published rules tell it.
+        for finding in component_rules.project_findings(root, list(LAYER_TARGETS), env):
+            if finding.level == "error":
+                problems.append(f"{finding.where}: {finding.message} (the platform validates inputs against "
+                                "the component's rules; `make deploy DEPLOY_ARGS=--no-validation` skips that)")
     return problems
 
 
@@ -71,7 +116,7 @@ def stage(dist: Path) -> None:
 
 
 def run_scf(args: list[str], env: Mapping[str, str]) -> tuple[int, str]:
-    """Run `scf`, streaming its output and returning it too (the Function URL is read from it)."""
+    """Run `scf`, streaming its output and returning it too (failures are explained from it)."""
     proc = subprocess.Popen(["scf", *args], cwd=ROOT, env=dict(env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -82,48 +127,106 @@ def run_scf(args: list[str], env: Mapping[str, str]) -> tuple[int, str]:
     return proc.wait(), "".join(lines)
 
 
-def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, log: Callable[[str], None] = print) -> int:
+def explain_failure(output: str, no_validation: bool, log: Log) -> None:
+    if not no_validation and ("noValidation" in output or "校验" in output):
+        log("deploy: the platform's input validation refused the deploy. SCF runs Python3.9, but the components' "
+            "published rules stop at Python3.7 (docs/deploy.md); run `make deploy DEPLOY_ARGS=--no-validation` "
+            "to skip that validation")
+
+
+def apply_invoke_settings(api: Any, env: Mapping[str, str], names: Mapping[str, str], namespace: str,
+                          log: Log) -> None:
+    """The retry policy of each async function, and submit's dead-letter queue when configured."""
+    for key, policy in scf_api.ASYNC_RETRY.items():
+        scf_api.set_async_retry(api, names[key], namespace, policy)
+        log(f"deploy: {key}: async retries {policy.retry_num}, events kept {policy.msg_ttl} s")
+    kind, queue = env.get("CIFLOW_DLQ_TYPE", "").strip(), env.get("CIFLOW_DLQ_NAME", "").strip()
+    if kind and queue:
+        scf_api.set_dead_letter(api, names["submit"], namespace, kind, queue)
+        log(f"deploy: submit: dead-letter queue {kind} {queue}")
+
+
+def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, api: Any = None, log: Log = print,
+           no_validation: bool = False, root: Path = ROOT) -> int:
     stage(dist)
+    sls = instance(root)
+    names = function_names(sls)
+    namespace = sls["inputs"].get("namespace") or "default"
+    http = next(t for t in sls["inputs"]["triggers"] if t["type"] == "http" and t["function"] == "callback")
+    qualifier = http["parameters"].get("qualifier") or "$DEFAULT"
+    flags = ["--noValidation"] if no_validation else []
     # Settings come from `env` alone (dotenv.load already put exported variables on top of .env).
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("TENCENT_", "CIFLOW_"))}
     child_env.update(env)
     child_env.setdefault("CIFLOW_CALLBACK_URL", "")
-    child_env.setdefault("CIFLOW_DLQ_TYPE", "")
-    child_env.setdefault("CIFLOW_DLQ_NAME", "")
+    configured = child_env["CIFLOW_CALLBACK_URL"].strip()
+
+    def scf_deploy(args: list[str], environment: Mapping[str, str]) -> int:
+        code, output = scf([*args, *flags], environment)
+        if code != 0:
+            explain_failure(output, no_validation, log)
+        return code
+
     for target in LAYER_TARGETS:
         log(f"deploy: publishing the layer in {target}")
-        code, _ = scf(["deploy", "--target", f"./{target}"], child_env)
+        code = scf_deploy(["deploy", "--target", f"./{target}"], child_env)
         if code != 0:
             return code
     log("deploy: deploying the functions (serverless.yml)")
-    code, output = scf(["deploy"], child_env)
-    if code != 0 or child_env["CIFLOW_CALLBACK_URL"]:
+    code = scf_deploy(["deploy"], child_env)
+    if code != 0:
         return code
-    urls = sorted(set(FUNCTION_URL.findall(output)))
-    if len(urls) != 1:
-        log("deploy: the functions are deployed, but CIFLOW_CALLBACK_URL is empty, so submit cannot start jobs "
-            f"yet, and {'no' if not urls else 'more than one'} Function URL was found in the output. Copy the "
+    try:
+        api = api or scf_api.client(env)
+        found = scf_api.function_url(api, names["callback"], namespace, qualifier, env["CIFLOW_REGION"])
+        if found and not configured:
+            log(f"deploy: the callback's Function URL is {found}; deploying the functions again with it")
+            code = scf_deploy(["deploy"], {**child_env, "CIFLOW_CALLBACK_URL": found})
+            if code != 0:
+                return code
+        apply_invoke_settings(api, env, names, namespace, log)
+    except scf_api.ScfApiError as exc:
+        log(f"deploy: the functions are deployed, but an SCF API call failed: {exc}. Fix the cause and run "
+            "`make deploy` again.")
+        return 1
+    if found and not configured:
+        log(f"deploy: done. Add this line to .env so later deploys keep it:\n  CIFLOW_CALLBACK_URL={found}")
+    elif found and found != configured:
+        log(f"deploy: done, but CIFLOW_CALLBACK_URL in .env is {configured}, while the callback's Function URL "
+            f"is {found}. Unless the first is a domain bound to the second, CI's callbacks go astray: put "
+            f"CIFLOW_CALLBACK_URL={found} in .env and run `make deploy` again.")
+    elif not found and not configured:
+        log("deploy: the functions are deployed, but CIFLOW_CALLBACK_URL is empty, so submit cannot give CI a "
+            f"callback yet, and ListTriggers shows no public Function URL for {names['callback']}. Copy the "
             "callback function's URL (SCF console -> callback -> Function URL) into CIFLOW_CALLBACK_URL in .env "
             "and run `make deploy` again.")
         return 1
-    log(f"deploy: the callback's Function URL is {urls[0]}; deploying the functions again with it")
-    code, _ = scf(["deploy"], {**child_env, "CIFLOW_CALLBACK_URL": urls[0]})
-    if code == 0:
-        log(f"deploy: done. Add this line to .env so later deploys keep it:\n  CIFLOW_CALLBACK_URL={urls[0]}")
-    return code
+    elif not found:
+        log(f"deploy: done. ListTriggers shows no public Function URL for {names['callback']}; keeping "
+            f"CIFLOW_CALLBACK_URL={configured} from .env.")
+    else:
+        log("deploy: done.")
+    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deploy.deploy", description=__doc__.split("\n\n")[0])
     p.add_argument("--env-file", type=Path, default=dotenv.ENV_FILE)
+    p.add_argument("--no-validation", action="store_true",
+                   help="pass --noValidation to `scf deploy`: skip the platform's check of the inputs against the "
+                        "components' published rules (which do not list Python3.9)")
     ns = p.parse_args(argv)
     env = dotenv.load(ns.env_file)
-    problems = preflight(env)
+    problems = preflight(env, no_validation=ns.no_validation)
     if problems:
         print("deploy: cannot deploy yet:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 1
+    if not ns.no_validation:
+        for finding in component_rules.project_findings(ROOT, list(LAYER_TARGETS), env):
+            if finding.level != "error":
+                print(f"deploy: {finding}")
     try:
-        return deploy(env)
+        return deploy(env, no_validation=ns.no_validation)
     except FileNotFoundError as exc:
         print(f"deploy: {exc}", file=sys.stderr)
         return 1

@@ -37,8 +37,8 @@ def test_resources_are_scoped_to_the_bucket_and_ciflow_prefixes() -> None:
     # Given the policy for a concrete bucket
     doc = cam.generate(ENV)
 
-    def statement(first_action: str) -> dict:
-        return next(s for s in doc["statement"] if s["action"][0].startswith(first_action))
+    def statement(action: str) -> dict:
+        return next(s for s in doc["statement"] if any(a.startswith(action) for a in s["action"]))
 
     # Then object actions reach only the watched, quarantine and state prefixes
     assert statement("name/cos:DeleteObject")["resource"] == [
@@ -48,7 +48,7 @@ def test_resources_are_scoped_to_the_bucket_and_ciflow_prefixes() -> None:
     ]
     # And listing (bucket-level) is limited to the same prefixes by condition
     listing = statement("name/cos:GetBucket")
-    assert listing["action"] == ["name/cos:GetBucket"]
+    assert listing["action"] == ["name/cos:GetBucket", "name/cos:GetBucketObjectVersions"]
     assert listing["condition"]["string_like"]["cos:prefix"] == ["uploads/*", "quarantine/*", ".ciflow/*"]
     # And CI actions reach only this bucket, and only CI_QCSRole can be passed
     assert statement("name/ci:")["resource"] == ["qcs::ci:ap-guangzhou:uid/1250000000:bucket/uploads-1250000000/*"]

@@ -1,4 +1,8 @@
-"""serverless.yml (and the layer instances) checked against the code they deploy, offline."""
+"""serverless.yml (and the layer instances) checked against the code they deploy, offline.
+
+The environment of each function is derived from the code here: the modules its handler loads, the
+settings fields those modules read, and the variables behind those fields.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,24 @@ from typing import Any
 import pytest
 import yaml
 
+from ciflow.errors import ConfigError
 from ciflow.rules import parse_rules
-from ciflow.settings import DEFAULT_RULES_FILE, ENV_VARS
-from deploy import deploy
+from ciflow.settings import DEFAULT_RULES_FILE, ENV_VARS, load_settings
+from deploy import component_rules, deploy, scf_api
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "layers" / "ciflow" / "ciflow"
-# Set by the SCF runtime itself (platform.md §5), never by serverless.yml.
-SCF_PROVIDED = {"TENCENTCLOUD_REGION", "TENCENTCLOUD_SECRETID", "TENCENTCLOUD_SECRETKEY",
-                "TENCENTCLOUD_SESSIONTOKEN"}
 ENV_REF = re.compile(r"\$\{env:(\w+)\}")
+# Variables a deployment must supply although the settings have a default, because the default is
+# wrong for a deployment. Everything else the settings read keeps its documented default.
+NO_DEPLOYABLE_DEFAULT = {
+    "CIFLOW_CALLBACK_URL": "empty means jobs are submitted without a callback",
+    "CIFLOW_BUCKETS": "empty means any bucket, and a reconcile that scans no bucket at all",
+}
+# The probe values used to find which Settings field each variable sets.
+PROBE_BASE = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_CALLBACK_SECRET": "s" * 32}
+PROBES = {"CIFLOW_REGION": "ap-shanghai", "CIFLOW_CALLBACK_SECRET": "t" * 32,
+          "CIFLOW_CALLBACK_URL": "https://probe.example", "CIFLOW_BUCKETS": "probe-1250000000"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -37,10 +49,9 @@ def functions(sls: dict[str, Any]) -> dict[str, Any]:
     return sls["inputs"]["functions"]
 
 
-def modules_the_functions_load() -> list[Path]:
-    """The ciflow modules the handlers import, directly or through each other."""
-    todo = [p for p in (ROOT / "functions").glob("*.py")]
-    seen: set[Path] = set()
+def modules_loaded_by(handler_file: Path) -> list[Path]:
+    """The ciflow modules a handler imports, directly or through each other (lazy imports too)."""
+    todo, seen = [handler_file], set()
     while todo:
         path = todo.pop()
         if path in seen:
@@ -59,26 +70,34 @@ def modules_the_functions_load() -> list[Path]:
     return sorted(p for p in seen if p.parent == LIBRARY)
 
 
-def env_names_read_by_functions() -> dict[str, str]:
-    """Every environment variable name the functions' modules read, with where: `env.get("X")`,
-    `os.environ.get("X")`, `os.getenv("X")`, `environ["X"]`, and helpers called as `f(env, "X", ...)`."""
-    found = {}
-    for path in modules_the_functions_load():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            name = None
-            if isinstance(node, ast.Call):
-                func = node.func
-                is_get = isinstance(func, ast.Attribute) and func.attr in ("get", "getenv")
-                receiver = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
-                if is_get and receiver in ("env", "os.environ", "os") and node.args:
-                    name = node.args[0]
-                elif len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id == "env":
-                    name = node.args[1]
-            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("env", "os.environ"):
-                name = node.slice
-            if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                found.setdefault(name.value, f"{path.name}:{node.lineno}")
-    return found
+def fields_of(variable: str) -> set[str]:
+    """The Settings fields `variable` sets, found by changing it and watching load_settings."""
+    before, after = load_settings(PROBE_BASE), load_settings({**PROBE_BASE, variable: PROBES[variable]})
+    return {f for f in vars(before) if getattr(before, f) != getattr(after, f)}
+
+
+def required_variables() -> set[str]:
+    """Variables without which load_settings refuses to start (the SCF runtime's TENCENTCLOUD_REGION
+    is not documented as set, so it is not counted on)."""
+    out = set()
+    for var in PROBE_BASE:
+        with pytest.raises(ConfigError):
+            load_settings({k: v for k, v in PROBE_BASE.items() if k != var})
+        out.add(var)
+    return out
+
+
+def fields_read(modules: list[Path]) -> set[str]:
+    fields = set(vars(load_settings(PROBE_BASE)))
+    return {node.attr for m in modules if m.name != "settings.py"
+            for node in ast.walk(ast.parse(m.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Attribute) and node.attr in fields}
+
+
+def needed_environment(function_key: str, sls: dict[str, Any]) -> set[str]:
+    handler = sls["inputs"]["functions"][function_key]["handler"].rpartition(".")[0]
+    read = fields_read(modules_loaded_by(ROOT / f"{handler}.py"))
+    return required_variables() | {v for v in NO_DEPLOYABLE_DEFAULT if fields_of(v) & read}
 
 
 def test_serverless_yml_is_a_multi_scf_instance_on_python39(sls: dict[str, Any]) -> None:
@@ -102,22 +121,83 @@ def test_every_handler_exists_and_is_callable(functions: dict[str, Any]) -> None
         assert callable(getattr(module, attr, None)), f"{name}: {fn['handler']} is not callable"
 
 
-def test_functions_have_memory_timeout_role_env_and_layers(functions: dict[str, Any]) -> None:
+def test_functions_have_memory_timeout_role_and_layers(functions: dict[str, Any]) -> None:
     for name, fn in functions.items():
         assert 64 <= fn["memorySize"] <= 3072, name
         assert 1 <= fn["timeout"] <= 900, name
         assert fn["role"] == "${env:CIFLOW_ROLE}", name
-        assert fn["environment"]["variables"], name
         assert [layer["name"] for layer in fn["layers"]] == ["ciflow-deps", "ciflow-lib"], name
 
 
-def test_async_functions_have_retry_and_dead_letter_settings(functions: dict[str, Any]) -> None:
+def test_no_input_that_multi_scf_ignores_or_mishandles(sls: dict[str, Any]) -> None:
+    # `environment` is replaced by `environments` (empty by default); retryNum/msgTTL only apply with
+    # asyncRunEnable (another execution mode); an empty deadLetter still sends DeadLetterConfig: {}.
+    ignored = {"environment", "retryNum", "msgTTL", "deadLetter", "asyncRunEnable"}
+    assert not ignored & set(sls["inputs"])
+    for name, fn in sls["inputs"]["functions"].items():
+        assert not ignored & set(fn), f"{name}: {ignored & set(fn)}"
+
+
+def test_the_async_retry_policy_covers_exactly_the_asynchronously_invoked_functions(sls: dict[str, Any]) -> None:
+    # COS and timer triggers invoke asynchronously; a Function URL synchronously
+    async_functions = {t["function"] for t in sls["inputs"]["triggers"] if t["type"] in ("cos", "timer")}
+    assert set(scf_api.ASYNC_RETRY) == async_functions == {"submit", "reconcile"}
     # The COS-triggered submit: SCF's 2 retries, events kept for the 6-hour maximum, then the DLQ
-    submit = functions["submit"]
-    assert submit["retryNum"] == 2 and submit["msgTTL"] == 21600
-    assert submit["deadLetter"] == {"type": "${env:CIFLOW_DLQ_TYPE}", "name": "${env:CIFLOW_DLQ_NAME}"}
+    assert scf_api.ASYNC_RETRY["submit"] == scf_api.RetryPolicy(retry_num=2, msg_ttl=21600)
     # The timer-driven reconcile is not retried: the next tick redoes the work
-    assert functions["reconcile"]["retryNum"] == 0 and 60 <= functions["reconcile"]["msgTTL"] <= 21600
+    assert scf_api.ASYNC_RETRY["reconcile"].retry_num == 0
+    assert 60 <= scf_api.ASYNC_RETRY["reconcile"].msg_ttl <= 21600
+
+
+def test_the_probes_find_the_settings_behind_each_variable() -> None:
+    # The derivation below rests on these: the fields each variable sets, and the two required ones
+    assert {v: fields_of(v) for v in PROBES} == {
+        "CIFLOW_REGION": {"region", "s3_endpoint"}, "CIFLOW_CALLBACK_SECRET": {"callback_secret"},
+        "CIFLOW_CALLBACK_URL": {"callback_url"}, "CIFLOW_BUCKETS": {"buckets"}}
+    assert required_variables() == {"CIFLOW_REGION", "CIFLOW_CALLBACK_SECRET"}
+    assert set(NO_DEPLOYABLE_DEFAULT) <= set(ENV_VARS) and set(PROBES) <= set(ENV_VARS)
+
+
+def test_each_function_gets_exactly_the_variables_its_code_needs(functions: dict[str, Any],
+                                                                 sls: dict[str, Any]) -> None:
+    for key, fn in functions.items():
+        # Given the variables serverless.yml deploys for the function
+        deployed = [e["key"] for e in fn["environments"]]
+        assert len(deployed) == len(set(deployed)), f"{key}: repeated keys {deployed}"
+        # Then they are the required ones plus those whose field its modules read and whose default
+        # does not suit a deployment, no more and no fewer
+        assert set(deployed) == needed_environment(key, sls), key
+    # Which, as of this code, means the callback alone does without the callback URL
+    assert {k: needed_environment(k, sls) for k in functions} == {
+        "submit": {"CIFLOW_REGION", "CIFLOW_BUCKETS", "CIFLOW_CALLBACK_URL", "CIFLOW_CALLBACK_SECRET"},
+        "callback": {"CIFLOW_REGION", "CIFLOW_BUCKETS", "CIFLOW_CALLBACK_SECRET"},
+        "reconcile": {"CIFLOW_REGION", "CIFLOW_BUCKETS", "CIFLOW_CALLBACK_URL", "CIFLOW_CALLBACK_SECRET"},
+    }
+
+
+def test_the_derivation_sees_a_module_that_starts_reading_a_field(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a copy of the library where the callback's path starts minting callback URLs
+    lib = tmp_path / "ciflow"
+    lib.mkdir()
+    for p in LIBRARY.glob("*.py"):
+        (lib / p.name).write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
+    completion = lib / "completion.py"
+    completion.write_text(completion.read_text(encoding="utf-8")
+                          + "\n\ndef _probe(self):\n    return self.settings.callback_url\n", encoding="utf-8")
+    monkeypatch.setitem(globals(), "LIBRARY", lib)
+    # Then the callback needs CIFLOW_CALLBACK_URL too, which serverless.yml does not give it
+    sls = load(ROOT / "serverless.yml")
+    assert "CIFLOW_CALLBACK_URL" in needed_environment("callback", sls)
+
+
+def test_every_deployed_variable_is_a_documented_setting_with_its_value_from_env(functions: dict[str, Any]) -> None:
+    sources = {"CIFLOW_REGION": "CIFLOW_REGION", "CIFLOW_BUCKETS": "CIFLOW_BUCKET",
+               "CIFLOW_CALLBACK_URL": "CIFLOW_CALLBACK_URL", "CIFLOW_CALLBACK_SECRET": "CIFLOW_CALLBACK_SECRET"}
+    for key, fn in functions.items():
+        for e in fn["environments"]:
+            assert e["key"] in ENV_VARS, f"{key}: {e['key']} is not a setting"
+            assert e["value"] == f"${{env:{sources[e['key']]}}}", f"{key}: {e['key']} = {e['value']!r}"
 
 
 def test_every_trigger_names_an_existing_function(sls: dict[str, Any], functions: dict[str, Any]) -> None:
@@ -137,6 +217,7 @@ def test_trigger_wiring(sls: dict[str, Any]) -> None:
     assert by_type["http"]["function"] == "callback"
     assert by_type["http"]["parameters"]["netConfig"]["enableExtranet"] is True
     assert by_type["http"]["parameters"]["authType"] == "NONE"  # the token in the URL authenticates
+    assert by_type["http"]["parameters"]["qualifier"] == "$DEFAULT"
     assert by_type["timer"]["function"] == "reconcile"
     # SCF cron has seconds first and a year last
     assert len(by_type["timer"]["parameters"]["cronExpression"].split()) == 7
@@ -157,36 +238,15 @@ def test_cos_trigger_prefixes_are_exactly_the_rules_watched_prefixes(sls: dict[s
     assert all(f["suffix"] == "" for f in cos)
 
 
-def test_every_setting_is_set_in_serverless_yml_or_documented_as_optional(functions: dict[str, Any]) -> None:
-    # Given everything the functions' modules read from the environment
-    assert {"settings.py", "log.py", "storage.py", "ci.py"} <= {p.name for p in modules_the_functions_load()}
-    read = env_names_read_by_functions()
-    assert "CIFLOW_CALLBACK_SECRET" in read and "POWERTOOLS_SERVICE_NAME" in read
-    for name, fn in functions.items():
-        variables = fn["environment"]["variables"]
-        for var, where in read.items():
-            if var in SCF_PROVIDED:
-                continue
-            # Then each is documented in ENV_VARS (no drift between code and docs) ...
-            doc = ENV_VARS.get(var)
-            assert doc is not None or var in variables, f"{var} ({where}) is neither in ENV_VARS nor set for {name}"
-            # ... and a required one is set for every function
-            if doc is not None and not doc.startswith("optional"):
-                assert var in variables, f"{name}: required {var} ({where}) is not set in serverless.yml"
-        # And nothing is set that the library does not read
-        assert set(variables) <= set(read), f"{name}: sets unknown {set(variables) - set(read)}"
-    # And ENV_VARS lists nothing the code no longer reads
-    assert set(ENV_VARS) <= set(read), f"ENV_VARS documents unread {set(ENV_VARS) - set(read)}"
-
-
-def test_per_user_values_come_from_env_and_are_documented_in_env_example(sls: dict[str, Any]) -> None:
+def test_per_user_values_come_from_env_and_are_documented_in_env_example() -> None:
     text = (ROOT / "serverless.yml").read_text(encoding="utf-8")
     for layer in deploy.LAYER_TARGETS:
         text += (ROOT / layer / "serverless.yml").read_text(encoding="utf-8")
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
-    for var in sorted(set(ENV_REF.findall(text))):
+    assert sorted(set(ENV_REF.findall(text))) == deploy.referenced_variables()
+    for var in deploy.referenced_variables():
         assert re.search(rf"^{var}=", example, re.M), f"{var} is used by serverless.yml but not in .env.example"
-    # And no bucket, APPID or secret is written into the file itself
+    # And no bucket, APPID or secret is written into the files themselves
     assert not re.search(r"\b\d{10}\b", text), "a literal APPID in serverless.yml"
 
 
@@ -198,10 +258,77 @@ def test_layers_and_code_point_at_the_staged_artifacts(sls: dict[str, Any]) -> N
     for target in deploy.LAYER_TARGETS:
         doc = load(ROOT / target / "serverless.yml")
         assert doc["component"] == "layer" and doc["app"] == sls["app"] and doc["stage"] == sls["stage"]
-        assert doc["inputs"]["runtimes"] == ["Python3.9"]
         staged = (ROOT / target / doc["inputs"]["src"]).resolve()
         assert staged.parent == deploy.DIST / "stage" and staged.name in deploy.ARTIFACTS
         published[doc["inputs"]["name"]] = doc["name"]
-    for layer in sls["inputs"]["functions"]["submit"]["layers"]:
-        instance = published[layer["name"]]
-        assert layer["version"] == f"${{output:${{stage}}:${{app}}:{instance}.version}}"
+    for fn in sls["inputs"]["functions"].values():
+        for layer in fn["layers"]:
+            instance = published[layer["name"]]
+            assert layer["version"] == f"${{output:${{stage}}:${{app}}:{instance}.version}}"
+
+
+# --- the components' published input rules and the layer component's code ---------------------------
+
+def test_the_only_rule_conflicts_are_the_known_python39_risk() -> None:
+    # Given serverless.yml and both layer instances, resolved with .env.example as the CLI would
+    from deploy import dotenv
+    env = dotenv.read(ROOT / ".env.example")
+    findings = component_rules.project_findings(ROOT, list(deploy.LAYER_TARGETS), env)
+    # Then nothing breaks a rule, except Python3.9 missing from both components' allow-lists
+    assert [f for f in findings if f.level != "risk"] == []
+    assert sorted(f.where for f in findings) == [
+        "deploy/layers/deps/serverless.yml inputs.runtimes[0]",
+        "deploy/layers/lib/serverless.yml inputs.runtimes[0]",
+        "serverless.yml inputs.runtime",
+    ]
+    assert all("Python3.9" in f.message and "--no-validation" in f.message for f in findings)
+
+
+def test_layer_instances_use_only_the_inputs_the_layer_component_reads() -> None:
+    for target in deploy.LAYER_TARGETS:
+        inputs = load(ROOT / target / "serverless.yml")["inputs"]
+        assert set(inputs) <= component_rules.LAYER_INPUTS_READ, target
+        assert {"src", "name", "runtimes", "region"} <= set(inputs), target
+
+
+def test_layer_rules_catch_what_the_component_would_mishandle() -> None:
+    good = load(ROOT / deploy.LAYER_TARGETS[0] / "serverless.yml")
+    cases = {
+        "compatibleRuntimes": ({"compatibleRuntimes": ["Python3.9"]}, "never reads 'compatibleRuntimes'"),
+        "runtimes": ({"runtimes": None}, "Nodejs10.15"),
+        "name": ({"name": "9-starts-with-a-digit"}, "does not match"),
+        "runtimes[0]": ({"runtimes": ["Python3.10x"]}, "is not allowed"),
+        "src": ({"src": None}, "required by the component"),
+    }
+    for what, (change, expected) in cases.items():
+        inputs = {k: v for k, v in {**good["inputs"], **change}.items() if v is not None}
+        findings = component_rules.layer_findings({**good, "inputs": inputs}, file="x.yml")
+        assert any(f.level == "error" and expected in f.message for f in findings), (what, findings)
+
+
+def test_multi_scf_rules_and_runtime_compatibility() -> None:
+    sls = load(ROOT / "serverless.yml")
+    # A region outside the published list is an error once `.env` resolves it
+    found = component_rules.multi_scf_findings(sls, {"CIFLOW_REGION": "ap-nowhere"})
+    assert any(f.level == "error" and "'ap-nowhere' is not allowed" in f.message for f in found)
+    # A memory size off the 128 MB steps is a warning (the rule says level: warning)
+    odd = {**sls, "inputs": {**sls["inputs"], "functions": {"submit": {**sls["inputs"]["functions"]["submit"],
+                                                                        "memorySize": 200}}}}
+    assert any(f.level == "warning" and "200" in f.message for f in component_rules.multi_scf_findings(odd))
+    # A layer that does not list the functions' runtime cannot be attached
+    layers = {load(ROOT / t / "serverless.yml")["inputs"]["name"]: load(ROOT / t / "serverless.yml")
+              for t in deploy.LAYER_TARGETS}
+    assert component_rules.runtime_findings(sls, layers) == []
+    lib = layers["ciflow-lib"]
+    layers["ciflow-lib"] = {**lib, "inputs": {**lib["inputs"], "runtimes": ["Python3.7"]}}
+    assert len(component_rules.runtime_findings(sls, layers)) == 3
+
+
+def test_the_vendored_rules_are_the_components_own() -> None:
+    for component, version in (("multi-scf", "0.3.14"), ("layer", "0.1.7")):
+        text = (component_rules.COMPONENTS / f"{component}.yml").read_text(encoding="utf-8")
+        doc = yaml.safe_load(text)
+        assert doc["name"] == component and str(doc["version"]) == version
+        assert re.search(r"serverless\.component\.yml at [0-9a-f]{40}", text)
+    assert "Python3.9" not in component_rules.load_rules("multi-scf")["runtime"]["allow"]
+    assert "Python3.9" not in component_rules.load_rules("layer")["runtimes"]["items"][0]["allow"]

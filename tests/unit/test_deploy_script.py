@@ -1,21 +1,27 @@
-"""`make deploy` without Tencent Cloud: preflight messages, staging, and the order of `scf` runs."""
+"""`make deploy` without Tencent Cloud: preflight messages, staging, the order of `scf` runs, and the
+SCF API calls that follow (tests/integration/test_deploy_scf_api.py sends those through the real SDK)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Optional
 
-from deploy import deploy
+import pytest
+
+from deploy import deploy, scf_api
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURED = {"TENCENT_SECRET_ID": "AKIDx", "TENCENT_SECRET_KEY": "k", "CIFLOW_REGION": "ap-guangzhou",
               "CIFLOW_BUCKET": "uploads-1250000000", "CIFLOW_ROLE": "ciflow-functions",
               "CIFLOW_CALLBACK_SECRET": "s" * 32}
 URL = "https://1250000000-abc123xyz.ap-guangzhou.tencentscf.com"
+HAS_SCF = lambda _: "/usr/bin/scf"  # noqa: E731
 
 
 def fake_dist(tmp_path: Path) -> Path:
@@ -26,61 +32,93 @@ def fake_dist(tmp_path: Path) -> Path:
 
 
 class FakeScf:
-    """Records each `scf` run; the functions deploy prints a Function URL like the real output would."""
+    """Records each `scf` run with the callback URL it was given."""
 
-    def __init__(self, output: str = f"triggers:\n  - url: {URL}\n", code: int = 0):
+    def __init__(self, code: int = 0, output: str = "done\n", fail_at: Optional[int] = None):
         self.runs: list[tuple[list[str], str]] = []
-        self.output, self.code = output, code
+        self.code, self.output, self.fail_at = code, output, fail_at
 
     def __call__(self, args: list[str], env: Mapping[str, str]) -> tuple[int, str]:
         self.runs.append((args, env["CIFLOW_CALLBACK_URL"]))
-        return self.code, self.output if args == ["deploy"] else "layer published"
+        if self.fail_at is not None:
+            return (self.code if len(self.runs) == self.fail_at else 0), self.output
+        return self.code, self.output
 
+
+class FakeApi:
+    """Stands in for the SDK client's `call`: records actions and answers ListTriggers."""
+
+    def __init__(self, triggers: Optional[list[dict[str, Any]]] = None, error: Optional[str] = None):
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.triggers = triggers if triggers is not None else [
+            {"Type": "http", "TriggerName": "callback-url", "Qualifier": "$DEFAULT",
+             "TriggerDesc": json.dumps({"AuthType": "NONE", "NetConfig": {"EnableExtranet": True}, "Url": URL})}]
+        self.error = error
+
+    def call(self, action: str, params: dict[str, Any]) -> bytes:
+        self.calls.append((action, params))
+        if self.error == action:
+            from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+            raise TencentCloudSDKException("ResourceNotFound.Function", "no such function", "req-1")
+        body: dict[str, Any] = {"RequestId": "req-1"}
+        if action == "ListTriggers":
+            body.update(Triggers=self.triggers, TotalCount=len(self.triggers))
+        return json.dumps({"Response": body}).encode()
+
+    def actions(self) -> list[str]:
+        return [a for a, _ in self.calls]
+
+
+# --- preflight ---------------------------------------------------------------------------------------
 
 def test_preflight_names_the_missing_cli_credentials_and_settings() -> None:
     problems = deploy.preflight({"CIFLOW_CALLBACK_SECRET": "short", "CIFLOW_DLQ_NAME": "q"}, which=lambda _: None)
     text = "\n".join(problems)
     assert "npm i -g serverless-cloud-framework" in text and "`scf`" in text
     assert "TENCENT_SECRET_ID and TENCENT_SECRET_KEY" in text and "scf login" in text
-    assert "CIFLOW_REGION, CIFLOW_BUCKET, CIFLOW_ROLE" in text
+    assert "set CIFLOW_BUCKET, CIFLOW_REGION, CIFLOW_ROLE in .env" in text
     assert "at least 16 characters" in text
     assert "CIFLOW_DLQ_TYPE and CIFLOW_DLQ_NAME" in text
-    assert deploy.preflight(CONFIGURED, which=lambda _: "/usr/bin/scf") == []
+    assert deploy.preflight(CONFIGURED, which=HAS_SCF) == []
 
 
-def test_first_deploy_publishes_layers_then_functions_then_redeploys_with_the_callback_url(tmp_path: Path) -> None:
-    # Given packaged artifacts and no callback URL yet
-    scf, logs = FakeScf(), []
-    # When deploying
-    code = deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, logs.append)
-    # Then the layers go first, the functions next, and again once the Function URL is known
-    assert code == 0
-    assert scf.runs == [(["deploy", "--target", "./deploy/layers/deps"], ""),
-                        (["deploy", "--target", "./deploy/layers/lib"], ""),
-                        (["deploy"], ""),
-                        (["deploy"], URL)]
-    assert f"CIFLOW_CALLBACK_URL={URL}" in logs[-1]
-    # And every artifact was unpacked where the serverless.yml files look for it
-    for name in deploy.ARTIFACTS:
-        assert (tmp_path / "stage" / name / name / "marker.txt").read_text() == name
+@pytest.mark.parametrize("variable", deploy.referenced_variables())
+def test_each_variable_serverless_yml_uses_is_named_when_missing_and_never_as_a_placeholder(variable: str) -> None:
+    # Given a complete .env but for one variable serverless.yml or a layer instance uses
+    env = {k: v for k, v in CONFIGURED.items() if k != variable}
+    problems = deploy.preflight(env, which=HAS_SCF)
+    if variable in deploy.MAY_BE_EMPTY:
+        # The callback URL is found by the first deploy itself
+        assert problems == []
+        return
+    # Then the deploy is refused, naming the variable
+    assert len(problems) == 1 and variable in problems[0], problems
+    assert "undefined" not in problems[0]
+    # And a blank value counts as missing
+    assert deploy.preflight({**env, variable: "  "}, which=HAS_SCF) == problems
 
 
-def test_a_known_callback_url_needs_one_functions_deploy(tmp_path: Path) -> None:
-    scf = FakeScf()
-    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, fake_dist(tmp_path), scf, print) == 0
-    assert [args for args, _ in scf.runs].count(["deploy"]) == 1
+def test_the_variables_serverless_yml_uses_are_exactly_those_configured() -> None:
+    # The test above covers every one of them; CONFIGURED holds every required one
+    assert set(deploy.referenced_variables()) - deploy.MAY_BE_EMPTY == {
+        "CIFLOW_BUCKET", "CIFLOW_CALLBACK_SECRET", "CIFLOW_REGION", "CIFLOW_ROLE"}
 
 
-def test_without_a_url_in_the_output_it_says_what_to_do(tmp_path: Path) -> None:
-    scf, logs = FakeScf(output="done\n"), []
-    assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, logs.append) == 1
-    assert "CIFLOW_CALLBACK_URL" in logs[-1] and "make deploy" in logs[-1]
+def test_preflight_refuses_placeholders_short_buckets_and_plain_http_urls() -> None:
+    bad = {**CONFIGURED, "CIFLOW_ROLE": "undefined", "CIFLOW_BUCKET": "uploads",
+           "CIFLOW_CALLBACK_URL": "http://1250000000-abc.ap-guangzhou.tencentscf.com"}
+    text = "\n".join(deploy.preflight(bad, which=HAS_SCF))
+    assert "CIFLOW_ROLE in .env holds the CLI's placeholder" in text
+    assert "<name>-<appid>; got 'uploads'" in text
+    assert "CIFLOW_CALLBACK_URL must be an https:// URL" in text
 
 
-def test_a_failed_layer_deploy_stops_everything(tmp_path: Path) -> None:
-    scf = FakeScf(code=3)
-    assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, print) == 3
-    assert len(scf.runs) == 1
+def test_preflight_applies_the_components_rules_unless_validation_is_skipped() -> None:
+    # A region outside multi-scf's published list: the platform's validation would refuse it
+    env = {**CONFIGURED, "CIFLOW_REGION": "ap-nowhere"}
+    problems = deploy.preflight(env, which=HAS_SCF)
+    assert problems and all("ap-nowhere" in p and "--no-validation" in p for p in problems)
+    assert deploy.preflight(env, which=HAS_SCF, no_validation=True) == []
 
 
 def test_make_deploy_entry_point_explains_missing_cli_and_credentials(tmp_path: Path) -> None:
@@ -93,3 +131,101 @@ def test_make_deploy_entry_point_explains_missing_cli_and_credentials(tmp_path: 
     # Then it fails before doing anything, saying what is missing
     assert proc.returncode == 1
     assert "serverless-cloud-framework" in proc.stderr and "no Tencent Cloud credentials" in proc.stderr
+    assert "CIFLOW_ROLE" in proc.stderr and "undefined" not in proc.stderr
+
+
+# --- the deploy --------------------------------------------------------------------------------------
+
+def test_first_deploy_publishes_layers_then_functions_then_redeploys_with_the_url_from_the_api(tmp_path: Path) -> None:
+    # Given packaged artifacts and no callback URL yet
+    scf, api, logs = FakeScf(), FakeApi(), []
+    # When deploying
+    code = deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, api, logs.append)
+    # Then the layers go first, the functions next, and again once ListTriggers shows the Function URL
+    assert code == 0
+    assert scf.runs == [(["deploy", "--target", "./deploy/layers/deps"], ""),
+                        (["deploy", "--target", "./deploy/layers/lib"], ""),
+                        (["deploy"], ""),
+                        (["deploy"], URL)]
+    assert f"CIFLOW_CALLBACK_URL={URL}" in logs[-1]
+    # And the URL was asked of the callback function, its $DEFAULT qualifier, by the component's own filters
+    action, params = api.calls[0]
+    assert action == "ListTriggers" and params["FunctionName"] == "ciflow-dev-ciflow-callback"
+    assert params["Filters"] == [{"Name": "Type", "Values": ["http"]}, {"Name": "Qualifier", "Values": ["$DEFAULT"]}]
+    # And the retry policies were set after the last functions deploy, with no dead-letter queue
+    assert api.actions() == ["ListTriggers", "UpdateFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig"]
+    policies = {p["FunctionName"]: p["AsyncTriggerConfig"] for a, p in api.calls[1:]}
+    assert policies == {"ciflow-dev-ciflow-submit": {"RetryConfig": [{"RetryNum": 2}], "MsgTTL": 21600},
+                        "ciflow-dev-ciflow-reconcile": {"RetryConfig": [{"RetryNum": 0}], "MsgTTL": 600}}
+    # And every artifact was unpacked where the serverless.yml files look for it
+    for name in deploy.ARTIFACTS:
+        assert (tmp_path / "stage" / name / name / "marker.txt").read_text() == name
+
+
+def test_a_known_callback_url_needs_one_functions_deploy(tmp_path: Path) -> None:
+    scf, api = FakeScf(), FakeApi()
+    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, fake_dist(tmp_path), scf, api, print) == 0
+    assert [args for args, _ in scf.runs].count(["deploy"]) == 1
+
+
+def test_a_stale_callback_url_in_env_is_reported(tmp_path: Path) -> None:
+    scf, api, logs = FakeScf(), FakeApi(), []
+    stale = "https://1250000000-old000.ap-guangzhou.tencentscf.com"
+    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": stale}, fake_dist(tmp_path), scf, api, logs.append) == 0
+    assert stale in logs[-1] and f"CIFLOW_CALLBACK_URL={URL}" in logs[-1]
+
+
+def test_without_a_url_from_the_api_it_says_what_to_do(tmp_path: Path) -> None:
+    scf, api, logs = FakeScf(), FakeApi(triggers=[]), []
+    assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, api, logs.append) == 1
+    assert "CIFLOW_CALLBACK_URL" in logs[-1] and "make deploy" in logs[-1] and "ListTriggers" in logs[-1]
+    # The functions were deployed once, and their retry policy set all the same
+    assert [args for args, _ in scf.runs].count(["deploy"]) == 1
+    assert api.actions().count("UpdateFunctionEventInvokeConfig") == 2
+
+
+def test_the_dead_letter_queue_is_set_only_when_configured(tmp_path: Path) -> None:
+    api = FakeApi()
+    env = {**CONFIGURED, "CIFLOW_CALLBACK_URL": URL, "CIFLOW_DLQ_TYPE": "CMQ-QUEUE", "CIFLOW_DLQ_NAME": "ciflow-dlq"}
+    assert deploy.deploy(env, fake_dist(tmp_path), FakeScf(), api, print) == 0
+    dlq = [p for a, p in api.calls if a == "UpdateFunctionConfiguration"]
+    assert dlq == [{"FunctionName": "ciflow-dev-ciflow-submit", "Namespace": "default",
+                    "DeadLetterConfig": {"Type": "CMQ-QUEUE", "Name": "ciflow-dlq"}}]
+
+
+def test_a_failed_api_call_is_reported_after_the_deploy(tmp_path: Path) -> None:
+    logs: list[str] = []
+    api = FakeApi(error="UpdateFunctionEventInvokeConfig")
+    env = {**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}
+    assert deploy.deploy(env, fake_dist(tmp_path), FakeScf(), api, logs.append) == 1
+    assert "UpdateFunctionEventInvokeConfig for ciflow-dev-ciflow-submit failed" in logs[-1]
+    assert "ResourceNotFound.Function" in logs[-1] and "req-1" in logs[-1]
+
+
+def test_a_failed_layer_deploy_stops_everything(tmp_path: Path) -> None:
+    scf, api = FakeScf(code=3), FakeApi()
+    assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, api, print) == 3
+    assert len(scf.runs) == 1 and api.calls == []
+
+
+def test_no_validation_reaches_every_scf_deploy_and_a_validation_refusal_is_explained(tmp_path: Path) -> None:
+    scf = FakeScf()
+    assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, FakeApi(), print, no_validation=True) == 0
+    assert all(args[-1] == "--noValidation" for args, _ in scf.runs)
+    # When the platform's validation refuses the functions' Python3.9, the way around it is named
+    logs: list[str] = []
+    refused = FakeScf(code=1, output="runtime 不支持当前运行时\n可以使用 --noValidation 跳过 serverless 应用配置校验\n",
+                      fail_at=3)
+    assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), refused, FakeApi(), logs.append) == 1
+    assert "DEPLOY_ARGS=--no-validation" in logs[-1]
+
+
+def test_function_names_follow_multi_scf() -> None:
+    names = deploy.function_names(deploy.instance())
+    assert names == {"submit": "ciflow-dev-ciflow-submit", "callback": "ciflow-dev-ciflow-callback",
+                     "reconcile": "ciflow-dev-ciflow-reconcile"}
+
+
+def test_api_requests_with_a_parameter_the_sdk_does_not_know_are_refused() -> None:
+    with pytest.raises(scf_api.ScfApiError, match="useless"):
+        scf_api._call(FakeApi(), "ListTriggers", {"FunctionName": "f", "NotAParameter": 1}, "f")

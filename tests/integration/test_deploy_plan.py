@@ -1,0 +1,143 @@
+"""serverless.yml through the real multi-scf component, offline (scf-plan in ../shared/tools): the
+API calls a deploy would make, checked by deploy/plan.py; and the platform facts that shaped
+serverless.yml, shown with the same component on the forms it replaced."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy import deploy, plan
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(bool(plan.node_tools()), reason="scf-plan needs Node.js and npm")]
+
+ROOT = Path(__file__).resolve().parents[2]
+FILLED = {"TENCENT_SECRET_ID": "AKIDplan", "TENCENT_SECRET_KEY": "plan-key", "CIFLOW_REGION": "ap-guangzhou",
+          "CIFLOW_APPID": "1250000000", "CIFLOW_BUCKET": "uploads-1250000000", "CIFLOW_OWNER_UIN": "100000000001",
+          "CIFLOW_ROLE": "ciflow-functions", "CIFLOW_CALLBACK_SECRET": "c" * 32,
+          "CIFLOW_CALLBACK_URL": "https://1250000000-abc123.ap-guangzhou.tencentscf.com"}
+
+
+def env_file(tmp_path: Path, values: dict[str, str]) -> Path:
+    path = tmp_path / "plan.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    return path
+
+
+def run(tmp_path: Path, values: dict[str, str], existing: bool = False, project: Path = ROOT) -> plan.Plan:
+    return plan.run_scf_plan(plan.DEFAULT_TOOL, project, env_file(tmp_path, values), values, existing,
+                             plan.layer_outputs())
+
+
+def variant(tmp_path: Path, change: Any) -> tuple[Path, dict[str, Any]]:
+    """A copy of serverless.yml, changed, in its own folder."""
+    doc = copy.deepcopy(plan.load_yaml(ROOT / "serverless.yml"))
+    change(doc)
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    (folder / "serverless.yml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return folder, doc
+
+
+@pytest.fixture(scope="module")
+def instance() -> dict[str, Any]:
+    return plan.load_yaml(ROOT / "serverless.yml")
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["first deploy", "redeploy"])
+def test_serverless_yml_deploys_what_it_says(tmp_path: Path, instance: dict[str, Any], existing: bool) -> None:
+    # When the real component deploys serverless.yml with a complete .env
+    recorded = run(tmp_path, FILLED, existing)
+    # Then deploy/plan.py finds nothing wrong
+    assert plan.check_plan(recorded, instance, FILLED, plan.layer_outputs()) == []
+    # And, read straight from the recorded calls: each function gets its own variables, with .env's values
+    config = "UpdateFunctionConfiguration" if existing else "CreateFunction"
+    env_of = {p["FunctionName"].rsplit("-", 1)[1]: {v["Key"]: v["Value"] for v in p["Environment"]["Variables"]}
+              for p in recorded.actions(config)}
+    shared = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_BUCKETS": "uploads-1250000000",
+              "CIFLOW_CALLBACK_SECRET": "c" * 32}
+    url = {"CIFLOW_CALLBACK_URL": FILLED["CIFLOW_CALLBACK_URL"]}
+    assert env_of == {"submit": {**shared, **url}, "callback": shared, "reconcile": {**shared, **url}}
+    # And no dead-letter configuration or retry policy comes from the component
+    assert not [p for p in recorded.actions(config) if "DeadLetterConfig" in p or "AsyncRunEnable" in p]
+    assert recorded.actions("UpdateFunctionEventInvokeConfig") == []
+    # And the Function URL trigger is created for callback
+    http = recorded.actions("CreateTrigger", "ciflow-dev-ciflow-callback")
+    assert [(t["Type"], t["TriggerName"], t["Qualifier"]) for t in http] == [("http", "callback-url", "$DEFAULT")]
+
+
+def test_a_missing_variable_is_caught_by_the_plan_and_refused_by_make_deploy(tmp_path: Path,
+                                                                             instance: dict[str, Any]) -> None:
+    values = {k: v for k, v in FILLED.items() if k not in ("CIFLOW_ROLE", "CIFLOW_CALLBACK_SECRET")}
+    # The component would deploy the secret as the placeholder string and drop the role
+    recorded = run(tmp_path, values)
+    secrets = {v["Value"] for p in recorded.actions("CreateFunction") for v in p["Environment"]["Variables"]
+               if v["Key"] == "CIFLOW_CALLBACK_SECRET"}
+    assert secrets == {plan.UNSET}
+    assert all("Role" not in p for p in recorded.actions("CreateFunction"))
+    problems = "\n".join(plan.check_plan(recorded, instance, values, plan.layer_outputs()))
+    assert "sets CIFLOW_CALLBACK_SECRET to the placeholder of an unset variable" in problems
+    assert "its role comes from an unset variable" in problems
+    assert plan.unset_references(instance, values) == ["CIFLOW_CALLBACK_SECRET", "CIFLOW_ROLE"]
+    # And `make deploy` refuses before any of that, naming both
+    refused = deploy.preflight(values, which=lambda _: "/usr/bin/scf")
+    assert len(refused) == 1 and "CIFLOW_CALLBACK_SECRET, CIFLOW_ROLE" in refused[0]
+
+
+def test_an_environment_map_deploys_no_variables_and_a_redeploy_clears_them(tmp_path: Path) -> None:
+    # Given the `environment: {variables: ...}` form instead of `environments`
+    def to_map(doc: dict[str, Any]) -> None:
+        for fn in doc["inputs"]["functions"].values():
+            fn["environment"] = {"variables": {e["key"]: e["value"] for e in fn.pop("environments")}}
+    folder, doc = variant(tmp_path, to_map)
+    first, again = run(tmp_path, FILLED, False, folder), run(tmp_path, FILLED, True, folder)
+    # Then the component sends no variables at all, and a redeploy replaces them with one empty key
+    assert {str(p["Environment"]) for p in first.actions("CreateFunction")} == {"{'Variables': []}"}
+    assert {str(p["Environment"]) for p in again.actions("UpdateFunctionConfiguration")} == {
+        "{'Variables': [{'Key': '', 'Value': ''}]}"}
+    # And the plan check says so
+    problems = "\n".join(plan.check_plan(again, plan.load_yaml(ROOT / "serverless.yml"), FILLED, plan.layer_outputs()))
+    assert "Environment differs from serverless.yml: missing ['CIFLOW_BUCKETS'" in problems
+
+
+def test_retry_settings_are_ignored_and_an_empty_dead_letter_block_is_still_sent(tmp_path: Path) -> None:
+    # Given the retryNum/msgTTL/deadLetter form, with no queue configured
+    def add(doc: dict[str, Any]) -> None:
+        doc["inputs"]["functions"]["submit"].update(
+            retryNum=2, msgTTL=21600, deadLetter={"type": "${env:CIFLOW_DLQ_TYPE}", "name": "${env:CIFLOW_DLQ_NAME}"})
+    folder, _ = variant(tmp_path, add)
+    recorded = run(tmp_path, {**FILLED, "CIFLOW_DLQ_TYPE": "", "CIFLOW_DLQ_NAME": ""}, False, folder)
+    # Then no retry policy is set, and DeadLetterConfig goes out empty
+    assert recorded.actions("UpdateFunctionEventInvokeConfig") == []
+    submit = recorded.actions("CreateFunction", "ciflow-dev-ciflow-submit")[0]
+    assert submit["DeadLetterConfig"] == {}
+    problems = plan.check_plan(recorded, plan.load_yaml(ROOT / "serverless.yml"), FILLED, plan.layer_outputs())
+    assert any("sends DeadLetterConfig={}" in p for p in problems)
+
+
+def test_make_deploy_plan_runs_the_component_and_skips_only_without_node(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENCENT_", "CIFLOW_"))}
+    ok = subprocess.run([sys.executable, "-m", "deploy.plan"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=900)
+    assert ok.returncode == 0, ok.stderr
+    assert "deploys serverless.yml as intended" in ok.stdout and "env CIFLOW_REGION, CIFLOW_BUCKETS" in ok.stdout
+    # Without node and npm on PATH: the component part is skipped, saying so, and the rules still run
+    no_node = {**env, "PATH": str(tmp_path)}
+    (tmp_path / "bash").symlink_to("/bin/bash")
+    skipped = subprocess.run([sys.executable, "-m", "deploy.plan"], cwd=ROOT, env=no_node, capture_output=True,
+                             text=True, timeout=120)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipped running the multi-scf component: node and npm not found" in skipped.stdout
+    assert "risk: serverless.yml inputs.runtime" in skipped.stdout
+    # A missing scf-plan is an error, not a skip
+    missing = subprocess.run([sys.executable, "-m", "deploy.plan", "--tool", str(tmp_path / "nowhere")], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "scf-plan not found" in missing.stderr
