@@ -292,6 +292,16 @@ def check_plan(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, str],
     return problems
 
 
+def masked(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls with the values of secret-looking environment variables replaced, for printing."""
+    out = json.loads(json.dumps(calls))
+    for call in out:
+        for v in (call["params"].get("Environment") or {}).get("Variables") or []:
+            if "SECRET" in str(v.get("Key")).upper() and v.get("Value"):
+                v["Value"] = "***"
+    return out
+
+
 def summary(instance: Mapping[str, Any], env: Mapping[str, str], outputs: Mapping[str, str]) -> list[str]:
     lines = []
     for fn in expected_functions(instance, env, outputs):
@@ -334,7 +344,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for existing in (False, True):
                 plan = run_scf_plan(ns.tool, ROOT, ns.env_file, env, existing, outputs)
                 if ns.json and not existing:
-                    print(json.dumps(plan.calls, indent=2))
+                    print(json.dumps(masked(plan.calls), indent=2))
                 problems += check_plan(plan, instance, env, outputs)
         except PlanError as exc:
             print(f"deploy-plan: {exc}", file=sys.stderr)

@@ -1,0 +1,134 @@
+"""deploy/plan.py's checks on recorded calls built here, so they are tested without Node.js
+(tests/integration/test_deploy_plan.py feeds them the real component's calls)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from deploy import plan
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_BUCKET": "uploads-1250000000", "CIFLOW_ROLE": "ciflow-functions",
+       "CIFLOW_CALLBACK_SECRET": "s" * 32, "CIFLOW_CALLBACK_URL": ""}
+OUTPUTS = {"ciflow-layer-deps.version": "7", "ciflow-layer-lib.version": "3"}
+
+
+@pytest.fixture(scope="module")
+def instance() -> dict[str, Any]:
+    return plan.load_yaml(ROOT / "serverless.yml")
+
+
+def good_plan(instance: dict[str, Any]) -> plan.Plan:
+    """The calls a correct first deploy records, as the component shapes them."""
+    calls: list[dict[str, Any]] = []
+    for fn in plan.expected_functions(instance, ENV, OUTPUTS):
+        calls.append({"service": "scf", "Action": "CreateFunction", "params": {
+            "FunctionName": fn.name, "Runtime": fn.runtime, "Handler": fn.handler, "MemorySize": fn.memory,
+            "Timeout": fn.timeout, "Role": fn.role,
+            "Environment": {"Variables": [{"Key": k, "Value": v} for k, v in fn.environment.items()]},
+            "Layers": [{"LayerName": n, "LayerVersion": v} for n, v in fn.layers]}})
+    names = {k: f"ciflow-dev-ciflow-{k}" for k in instance["inputs"]["functions"]}
+    calls += [
+        {"service": "scf", "Action": "CreateTrigger", "params": {
+            "FunctionName": names["submit"], "Type": "cos",
+            "TriggerName": "uploads-1250000000.cos.ap-guangzhou.myqcloud.com",
+            "TriggerDesc": json.dumps({"event": "cos:ObjectCreated:*", "filter": {"Prefix": "uploads/", "Suffix": ""}}),
+            "Enable": "OPEN"}},
+        {"service": "scf", "Action": "CreateTrigger", "params": {
+            "FunctionName": names["callback"], "Type": "http", "TriggerName": "callback-url", "Qualifier": "$DEFAULT",
+            "TriggerDesc": json.dumps({"AuthType": "NONE",
+                                       "NetConfig": {"EnableIntranet": False, "EnableExtranet": True}}),
+            "Enable": "OPEN"}},
+        {"service": "scf", "Action": "CreateTrigger", "params": {
+            "FunctionName": names["reconcile"], "Type": "timer", "TriggerName": "reconcile",
+            "TriggerDesc": "0 */5 * * * * *", "Enable": "OPEN"}},
+    ]
+    return plan.Plan(False, None, calls)
+
+
+def create(p: plan.Plan, key: str) -> dict[str, Any]:
+    return next(c["params"] for c in p.calls if c["Action"] == "CreateFunction"
+                and c["params"]["FunctionName"].endswith(f"-{key}"))
+
+
+def test_a_correct_plan_passes(instance: dict[str, Any]) -> None:
+    assert plan.check_plan(good_plan(instance), instance, ENV, OUTPUTS) == []
+
+
+def _drop_secret(p: plan.Plan) -> None:
+    env = create(p, "callback")["Environment"]
+    env["Variables"] = [v for v in env["Variables"] if v["Key"] != "CIFLOW_CALLBACK_SECRET"]
+
+
+def _swap_layers(p: plan.Plan) -> None:
+    create(p, "reconcile")["Layers"][0]["LayerVersion"] = "3"
+
+
+def _drop_trigger(p: plan.Plan) -> None:
+    p.calls[:] = [c for c in p.calls if c["params"].get("Type") != "timer"]
+
+
+MUTATIONS: dict[str, tuple[Callable[[plan.Plan], None], str]] = {
+    "a variable missing": (_drop_secret, "callback (ciflow-dev-ciflow-callback): Environment differs from "
+                                         "serverless.yml: missing ['CIFLOW_CALLBACK_SECRET']"),
+    "an extra variable": (lambda p: create(p, "submit")["Environment"]["Variables"].append(
+        {"Key": "POWERTOOLS_SERVICE_NAME", "Value": "ciflow"}), "not listed ['POWERTOOLS_SERVICE_NAME']"),
+    "another value": (lambda p: create(p, "submit")["Environment"]["Variables"][0].update(Value="ap-shanghai"),
+                      "other value ['CIFLOW_REGION']"),
+    "a placeholder": (lambda p: create(p, "submit")["Environment"]["Variables"][3].update(Value="undefined"),
+                      "sets CIFLOW_CALLBACK_SECRET to the placeholder of an unset variable"),
+    "an empty dead-letter config": (lambda p: create(p, "submit").update(DeadLetterConfig={}),
+                                    "sends DeadLetterConfig={}"),
+    "the async execution mode": (lambda p: create(p, "submit").update(AsyncRunEnable="TRUE"), "sends AsyncRunEnable"),
+    "a retry policy from the component": (lambda p: p.calls.append(
+        {"Action": "UpdateFunctionEventInvokeConfig", "params": {"FunctionName": "x"}}),
+        "unexpected UpdateFunctionEventInvokeConfig"),
+    "layers swapped": (_swap_layers, "layers [('ciflow-deps', '3'), ('ciflow-lib', '3')]"),
+    "another handler": (lambda p: create(p, "callback").update(Handler="functions/submit.main_handler"),
+                        "handler 'functions/submit.main_handler'"),
+    "no role": (lambda p: create(p, "submit").pop("Role"), "role None, expected 'ciflow-functions'"),
+    "a trigger missing": (_drop_trigger, "timer trigger 'reconcile' of reconcile: the component made 0"),
+    "a closed trigger": (lambda p: p.calls[-2]["params"].update(Enable="CLOSE"), "Enable 'CLOSE'"),
+    "a private Function URL": (lambda p: p.calls[-2]["params"].update(TriggerDesc=json.dumps(
+        {"AuthType": "NONE", "NetConfig": {"EnableIntranet": True, "EnableExtranet": False}})), "TriggerDesc"),
+    "the component failed": (lambda p: setattr(p, "error", "boom"), "the multi-scf component failed: boom"),
+}
+
+
+@pytest.mark.parametrize("what", list(MUTATIONS))
+def test_each_departure_is_reported(instance: dict[str, Any], what: str) -> None:
+    mutate, expected = MUTATIONS[what]
+    recorded = good_plan(instance)
+    mutate(recorded)
+    problems = plan.check_plan(recorded, instance, ENV, OUTPUTS)
+    assert any(expected in p for p in problems), problems
+
+
+def test_problems_and_printed_calls_never_show_the_secret(instance: dict[str, Any]) -> None:
+    recorded = good_plan(instance)
+    create(recorded, "submit")["Environment"]["Variables"][3]["Value"] = "x" * 32
+    problems = plan.check_plan(recorded, instance, ENV, OUTPUTS)
+    assert problems and not any("x" * 32 in p or "s" * 32 in p for p in problems)
+    printed = json.dumps(plan.masked(copy.deepcopy(recorded.calls)))
+    assert "s" * 32 not in printed and "x" * 32 not in printed and '"***"' in printed
+
+
+def test_unset_references_name_what_the_env_file_lacks(instance: dict[str, Any]) -> None:
+    assert plan.unset_references(instance, ENV) == []
+    assert plan.unset_references(instance, {k: v for k, v in ENV.items() if k != "CIFLOW_ROLE"}) == ["CIFLOW_ROLE"]
+
+
+def test_scf_plan_installs_into_the_user_cache_or_else_build(tmp_path: Path) -> None:
+    assert plan.plan_home({"SCF_PLAN_HOME": "/x"}) == "/x"
+    assert plan.plan_home({"XDG_CACHE_HOME": str(tmp_path)}) == str(tmp_path / "scf-plan")
+    assert plan.node_tools(lambda tool: None) == ["node", "npm"]
+    assert plan.node_tools(lambda tool: "/usr/bin/" + tool) == []
+
+
+def test_layer_outputs_are_distinct_per_instance() -> None:
+    assert plan.layer_outputs() == OUTPUTS
