@@ -26,17 +26,37 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+class Failed:
+    """The error one call of `settled` raised, in place of its result."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 def together(*calls: Optional[Callable[[], Any]]) -> list[Any]:
     """Run the calls concurrently and return their results in order (None for a None call).
 
     Every call runs to completion before an error is raised, so nothing is left half-issued; the
     first error in argument order is then raised.
     """
+    results = settled(*calls)
+    for r in results:
+        if isinstance(r, Failed):
+            raise r.error
+    return results
+
+
+def settled(*calls: Optional[Callable[[], Any]]) -> list[Any]:
+    """Like `together`, but a call that raised yields `Failed(error)` instead of raising, so the
+    caller can undo what the other calls did."""
     live = [(i, c) for i, c in enumerate(calls) if c is not None]
     results: list[Any] = [None] * len(calls)
     if len(live) <= 1:
         for i, c in live:
-            results[i] = c()
+            try:
+                results[i] = c()
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                results[i] = Failed(exc)
         return results
     keys = logger.thread_safe_get_current_keys()
 
@@ -49,18 +69,14 @@ def together(*calls: Optional[Callable[[], Any]]) -> list[Any]:
     # The caller's thread takes the first call itself: one fewer hand-off per batch.
     pool = _executor()
     futures = [(i, pool.submit(run, c)) for i, c in live[1:]]
-    first_error: Optional[BaseException] = None
     i0, c0 = live[0]
     try:
         results[i0] = c0()
-    except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others finished
-        first_error = exc
+    except Exception as exc:  # noqa: BLE001 - handed back to the caller
+        results[i0] = Failed(exc)
     for i, fut in futures:
         try:
             results[i] = fut.result()
-        except BaseException as exc:  # noqa: BLE001
-            if first_error is None:
-                first_error = exc
-    if first_error is not None:
-        raise first_error
+        except Exception as exc:  # noqa: BLE001
+            results[i] = Failed(exc)
     return results

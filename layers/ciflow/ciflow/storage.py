@@ -213,8 +213,11 @@ class Storage:
         return {t["Key"]: t["Value"] for t in r.get("TagSet", [])}
 
     def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> bool:
-        """Replace the tag set. False when the object no longer exists."""
+        """Replace the tag set (an empty set deletes the tags). False when the object no longer exists."""
         try:
+            if not tags:
+                self.client.delete_object_tagging(Bucket=bucket, Key=key)
+                return True
             self.client.put_object_tagging(
                 Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
             )

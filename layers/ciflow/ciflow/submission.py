@@ -9,7 +9,7 @@ from typing import Any, Optional
 from . import tagging, tokens
 from .actions import ActionRunner, managed_tags, pending_tags, settle_tags
 from .applying import Completer
-from .concurrency import together
+from .concurrency import Failed, settled, together
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
@@ -134,9 +134,17 @@ class Submitter(Ports):
         rid = RecordId(info.key, etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
         fresh = records.new_claim(rid, info.version_id)
-        created, _, tags = together(lambda: records.create_claim(rid, fresh),
-                                    lambda: records.mark_pending(rid, info.version_id),
-                                    lambda: self.storage.get_tags(bucket, info.key))
+        created, marked, tags = settled(lambda: records.create_claim(rid, fresh),
+                                        lambda: records.mark_pending(rid, info.version_id),
+                                        lambda: self.storage.get_tags(bucket, info.key))
+        for outcome in (created, marked, tags):
+            if isinstance(outcome, Failed):
+                if created is True:
+                    # Ours, but the marker (or the tag read) failed: let the platform's retry take over
+                    # at once. Should this release fail too, the claim's lease runs out and the retry
+                    # (which writes the marker first) or a later delivery picks it up.
+                    records.update_claim(rid, fresh, status="RELEASED")
+                raise outcome.error
         if created:
             claim = fresh
         else:
