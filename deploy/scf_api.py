@@ -5,7 +5,7 @@
 - **the dead-letter queue**: an empty `deadLetter` block would still send `DeadLetterConfig: {}`,
   so the queue is set with `UpdateFunctionConfiguration`, and only when one is configured;
 - **the callback's Function URL**: nothing in the deploy output carries it, so it is read back
-  with `ListTriggers`.
+  with `ListTriggers` (and, failing that, `GetFunction`'s trigger details).
 
 Deploy time only: tencentcloud-sdk-python-scf is in requirements-dev.txt, never in a layer.
 """
@@ -154,12 +154,23 @@ def list_http_triggers(scf: ScfClient, function: str, namespace: str, qualifier:
     return [t for t in triggers if isinstance(t, dict)] if isinstance(triggers, list) else []
 
 
-def function_url(scf: ScfClient, function: str, namespace: str, qualifier: str, region: str) -> Optional[str]:
-    """The function's public Function URL for `qualifier`, or None when the API shows none.
+def function_triggers(scf: ScfClient, function: str, namespace: str, qualifier: str) -> list[dict[str, Any]]:
+    """GetFunction's trigger list, those bound to `qualifier` (or to no stated qualifier)."""
+    resp = _call(scf, "GetFunction", {"FunctionName": function, "Namespace": namespace}, function)
+    triggers = resp.get("Triggers")
+    return [t for t in triggers if isinstance(t, dict) and t.get("Qualifier") in (None, "", qualifier)] \
+        if isinstance(triggers, list) else []
 
-    Raises ScfApiError when the call fails or when the triggers show more than one URL.
+
+def function_url(scf: ScfClient, function: str, namespace: str, qualifier: str, region: str) -> Optional[str]:
+    """The function's public Function URL for `qualifier`, or None when the API shows none: first
+    from ListTriggers, then from GetFunction's trigger details.
+
+    Raises ScfApiError when a call fails or when the triggers show more than one URL.
     """
     urls = function_urls(list_http_triggers(scf, function, namespace, qualifier), region)
+    if not urls:
+        urls = function_urls(function_triggers(scf, function, namespace, qualifier), region)
     if len(urls) > 1:
         raise ScfApiError(f"{function} has more than one Function URL for {qualifier}: {', '.join(urls)}")
     return urls[0] if urls else None

@@ -33,6 +33,7 @@ ALLOWED = {
     "UpdateFunctionEventInvokeConfig": {"FunctionName", "Namespace", "AsyncTriggerConfig"},
     "UpdateFunctionConfiguration": {"FunctionName", "Namespace", "DeadLetterConfig"},
     "ListTriggers": {"FunctionName", "Namespace", "Limit", "Offset", "Filters", "OrderBy", "Order"},
+    "GetFunction": {"FunctionName", "Namespace", "Qualifier", "ShowCode"},
 }
 
 
@@ -115,10 +116,13 @@ class TcApiStub:
         return [r["action"] for r in self.requests]
 
 
-def triggers_answer(triggers: list[dict[str, Any]]) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+def triggers_answer(triggers: list[dict[str, Any]],
+                    function_triggers: Optional[list[dict[str, Any]]] = None) -> Callable[..., dict[str, Any]]:
     def answer(action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "ListTriggers":
             return {"Triggers": triggers, "TotalCount": len(triggers)}
+        if action == "GetFunction":
+            return {"FunctionName": params["FunctionName"], "Status": "Active", "Triggers": function_triggers or []}
         return {}
     return answer
 
@@ -193,8 +197,19 @@ def test_no_url_another_region_or_a_private_url_is_not_a_function_url(stub_facto
     other = dict(HTTP_TRIGGER, TriggerDesc=json.dumps({"Url": URL.replace("ap-guangzhou", "ap-shanghai")}))
     private = dict(HTTP_TRIGGER, TriggerDesc=json.dumps({"Url": URL.replace(".ap-", ".in.ap-")}))
     timer = {"Type": "timer", "TriggerName": "reconcile", "TriggerDesc": URL}
-    stub = stub_factory(triggers_answer([HTTP_TRIGGER, other, private, timer]))
+    stub = stub_factory(triggers_answer([HTTP_TRIGGER, other, private, timer], [HTTP_TRIGGER, timer]))
     assert scf_api.function_url(sdk(stub), "ciflow-dev-ciflow-callback", "default", "$DEFAULT", REGION) is None
+    # Both places were asked
+    assert stub.actions() == ["ListTriggers", "GetFunction"] and stub.rejected == []
+    assert stub.requests[1]["params"] == {"FunctionName": "ciflow-dev-ciflow-callback", "Namespace": "default"}
+
+
+def test_get_function_is_asked_when_list_triggers_shows_no_url(stub_factory: Callable[..., TcApiStub]) -> None:
+    with_url = dict(HTTP_TRIGGER, TriggerDesc=json.dumps({"Url": URL}))
+    other_alias = dict(HTTP_TRIGGER, Qualifier="prod",
+                       TriggerDesc=json.dumps({"Url": URL.replace("k3x9q2m1", "zz99")}))
+    stub = stub_factory(triggers_answer([HTTP_TRIGGER], [with_url, other_alias]))
+    assert scf_api.function_url(sdk(stub), "ciflow-dev-ciflow-callback", "default", "$DEFAULT", REGION) == URL
 
 
 def test_two_urls_are_refused(stub_factory: Callable[..., TcApiStub]) -> None:

@@ -181,7 +181,8 @@ def test_without_a_url_from_the_api_it_says_what_to_do(tmp_path: Path) -> None:
     assert "CIFLOW_CALLBACK_URL" in logs[-1] and "make deploy" in logs[-1] and "ListTriggers" in logs[-1]
     # The functions were deployed once, and their retry policy set all the same
     assert [args for args, _ in scf.runs].count(["deploy"]) == 1
-    assert api.actions().count("UpdateFunctionEventInvokeConfig") == 2
+    assert api.actions() == ["ListTriggers", "GetFunction", "UpdateFunctionEventInvokeConfig",
+                             "UpdateFunctionEventInvokeConfig"]
 
 
 def test_the_dead_letter_queue_is_set_only_when_configured(tmp_path: Path) -> None:
