@@ -263,3 +263,20 @@ def test_check_config_against_the_stack_environment(nt_dev: Dev, tmp_path: Path)
     assert f"error: {bad}: $.quarantine_prefix: must be a key prefix ending in '/'" in proc.stdout
     assert f"error: {bad}: rules[0].outcomes.MAYBE: unknown outcome for ImageInspect" in proc.stdout
     assert "2 problem(s)" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_check_config_online_and_status_report_each_buckets_versioning(nt_dev: Dev, cli, prefix: str) -> None:
+    # Given the second bucket has versioning enabled, the first never had it
+    versioned = nt_dev.buckets[1]
+    nt_dev.s3.put_bucket_versioning(Bucket=versioned, VersioningConfiguration={"Status": "Enabled"})
+    # When check-config reads the buckets
+    code, out, _ = cli("check-config", "--online")
+    # Then it says what each bucket's versioning means for the guarantees
+    assert code == 0, out
+    assert f"bucket {nt_dev.bucket}: versioning never enabled" in out
+    assert f"bucket {versioned}: versioning Enabled" in out and "arbitrated by object versions" in out
+    # And status says it too
+    code, out, _ = cli("status", "--bucket", versioned, "--prefix", prefix)
+    assert code == 0 and "versioning Enabled" in out
+    code, out, _ = cli("status", "--json", "--bucket", versioned, "--prefix", prefix)
+    assert json.loads(out)["versioning"] == "Enabled"

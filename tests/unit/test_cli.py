@@ -124,6 +124,9 @@ class FakeStorage:
         self.writes.append(("delete", key))
         self.objects.pop(key, None)
 
+    def versioning(self, bucket: str) -> str:
+        return ""
+
     def list_keys(self, bucket: str, prefix: str, limit: int = 1000) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))[:limit]
 

@@ -297,6 +297,8 @@ def _age(seconds: Optional[float]) -> str:
 
 def render_status(io: IO, r: StatusReport) -> None:
     io.print(f"status of {r.bucket}/{r.prefix}: {r.total} object(s)")
+    if r.versioning_note:
+        io.print(f"  bucket {r.versioning_note}")
     for name, n in r.counts.items():
         io.print(f"  {name:<14}{n:>7}")
     if r.quarantine_prefix is not None and r.quarantine_counts is not None:
@@ -411,7 +413,10 @@ def render_check(io: IO, r: ConfigReport) -> None:
                      + (f" suffixes {' '.join(rule.suffixes)}" if rule.suffixes else "")
                      + (f" content types {' '.join(rule.content_types)}" if rule.content_types else ""))
     errors = r.errors
-    warnings = [p for p in r.problems if p.severity != "error"]
+    warnings = [p for p in r.problems if p.severity == "warning"]
+    for p in r.problems:
+        if p.severity == "info":
+            io.print(f"note: {p}")
     for p in errors:
         io.print(f"error: {p}")
     for p in warnings:
@@ -423,7 +428,12 @@ def render_check(io: IO, r: ConfigReport) -> None:
 
 
 def cmd_check_config(ns: argparse.Namespace, io: IO) -> int:
-    report = check_config(os.environ, rules_file=ns.rules, rules_only=ns.rules_only)
+    storage = None
+    if ns.online and not ns.rules_only:
+        from .storage import Storage
+
+        storage = Storage()
+    report = check_config(os.environ, rules_file=ns.rules, rules_only=ns.rules_only, storage=storage)
     if ns.json:
         io.json(report.as_dict())
     else:
@@ -491,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", parents=[common], help="validate the settings and the rules")
     c.add_argument("--rules", metavar="FILE", help="check this rules file instead of the configured rules")
     c.add_argument("--rules-only", action="store_true", help="check only the rules, not the environment")
+    c.add_argument("--online", action="store_true",
+                   help="also read each bucket's versioning from COS and say what follows from it")
     c.set_defaults(func=cmd_check_config)
     return p
 

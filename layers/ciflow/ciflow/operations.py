@@ -583,6 +583,8 @@ class StatusReport:
     quarantine_prefix: Optional[str] = None
     quarantine_counts: Optional[dict[str, int]] = None
     quarantine_total: int = 0
+    versioning: str = ""
+    versioning_note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -655,6 +657,8 @@ def status(ctx: Context, prefix: str, older_than: float = 0, include_quarantine:
     counts, total = _tag_statuses(ctx, objs, workers, on_pending)
     report = StatusReport(ctx.bucket, prefix, counts, total, older_than,
                           sorted(pending, key=lambda p: (p.age is not None, -(p.age or 0), p.key)))
+    report.versioning = ctx.storage.versioning(ctx.bucket)
+    report.versioning_note = versioning_note(report.versioning)
     if include_quarantine and not asked_for_quarantine:
         qprefix = qp + prefix
         qobjs = (o for o in ctx.storage.list_objects(ctx.bucket, qprefix) if not o.key.endswith("/"))
@@ -831,7 +835,7 @@ def explain(ctx: Context, key: str, content_type: Optional[str] = None, head: bo
 class Problem:
     where: str
     message: str
-    severity: str = "error"      # error | warning
+    severity: str = "error"      # error | warning | info
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -935,8 +939,35 @@ def rules_problems(exc: ConfigError, source: str) -> list[Problem]:
     return [Problem(source, body)]
 
 
+def versioning_note(status: str) -> str:
+    """What a bucket's versioning status means for ciflow's guarantees."""
+    if status == "Enabled":
+        return ("versioning Enabled: x-cos-forbid-overwrite has no effect, so claims are arbitrated by object "
+                "versions (the oldest version wins); quarantine and delete remove every version holding the "
+                "suspicious bytes")
+    if status == "Suspended":
+        return ("versioning Suspended: x-cos-forbid-overwrite has no effect and new writes share the null "
+                "version, so a repeated event can start a second job (billed; its verdict is ignored as "
+                "superseded, never applied twice); enable versioning again or keep the bucket unversioned")
+    return "versioning never enabled: claims use x-cos-forbid-overwrite (409 FileAlreadyExists)"
+
+
+def bucket_problems(storage: Any, buckets: Iterable[str]) -> list[Problem]:
+    """Each bucket's versioning, read from COS, and what follows from it."""
+    out = []
+    for bucket in buckets:
+        try:
+            state = storage.versioning(bucket)
+        except CiflowError as exc:
+            out.append(Problem(f"bucket {bucket}", f"cannot read its versioning: {exc}", "warning"))
+            continue
+        out.append(Problem(f"bucket {bucket}", versioning_note(state),
+                           "warning" if state == "Suspended" else "info"))
+    return out
+
+
 def check_config(env: Mapping[str, str], rules_file: Optional[str] = None,
-                 rules_only: bool = False) -> ConfigReport:
+                 rules_only: bool = False, storage: Any = None) -> ConfigReport:
     """Validate the settings (unless `rules_only`) and the rules: `rules_file`, else the configured ones."""
     problems: list[Problem] = []
     settings: Optional[Settings] = None
@@ -974,4 +1005,6 @@ def check_config(env: Mapping[str, str], rules_file: Optional[str] = None,
             rules = parse_rules(text, source, state_prefix)
         except ConfigError as exc:
             problems.extend(rules_problems(exc, source))
+    if storage is not None and settings is not None:
+        problems.extend(bucket_problems(storage, settings.buckets))
     return ConfigReport(problems, settings, rules, source, settings_checked=not rules_only)

@@ -309,6 +309,14 @@ class Storage:
                 return
             raise classify(exc, f"DELETE {key}") from exc
 
+    def versioning(self, bucket: str) -> str:
+        """The bucket's versioning status: "Enabled", "Suspended", or "" (never enabled)."""
+        try:
+            r = self.client.get_bucket_versioning(Bucket=bucket)
+        except Exception as exc:
+            raise classify(exc, f"GET versioning {bucket}") from exc
+        return str(r.get("Status") or "")
+
     def versions(self, bucket: str, key: str) -> list[tuple[str, str]]:
         """(version id, ETag) of every version of exactly `key`, newest first; delete markers left out."""
         out: list[tuple[str, str]] = []
