@@ -94,6 +94,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
+from .xmlutil import insert_after
+
 if TYPE_CHECKING:
     from .server import CiEmulator, Job
 
@@ -1328,27 +1330,32 @@ def render(src_path: str, dst_path: str, plan: EnhancePlan, *, overlays_for: Cal
 
 
 # ================================================================================ processors
-def _put(d: dict[str, Any], key: str, value: Any, after: Optional[str] = None) -> None:
-    """d[key] = value; a new key goes right after `after` when that is present (the pages' element order)."""
-    if key in d or after not in d:
-        d[key] = value
-        return
-    items = list(d.items())
-    i = [k for k, _ in items].index(after) + 1
-    d.clear()
-    d.update(items[:i] + [(key, value)] + items[i:])
-
-
-def _set_op(emu: Any, job: Any, key: str, value: Any, after: Optional[str] = None) -> None:
+def _set_op(emu: Any, job: Any, key: str, value: Any, after: str = "") -> None:
     lock = getattr(emu, "_lock", None)
     with lock if lock is not None else contextlib.nullcontext():
-        _put(job.detail["Operation"], key, value, after)
+        insert_after(job.detail["Operation"], key, value, after)
 
 
 def _set_progress(emu: Any, job: Any, pct: float) -> None:
     lock = getattr(emu, "_lock", None)
     with lock if lock is not None else contextlib.nullcontext():
-        _put(job.detail, "Progress", str(int(pct)), after="State")
+        insert_after(job.detail, "Progress", str(int(pct)), after="State")
+
+
+def _dw_state(request_dw: dict[str, Any], state: str) -> dict[str, Any]:
+    """Operation.DigitalWatermark as the page shows it: State, then the request's own elements."""
+    return {"State": state, **{k: v for k, v in request_dw.items() if k != "State"}}
+
+
+def on_create_video_enhance(emu: CiEmulator, job: Job) -> None:
+    """What the create answer shows beyond the request: Progress 0, TemplateName, DigitalWatermark.State."""
+    plan = resolve_video_enhance(job.request, emu.config)
+    insert_after(job.detail, "Progress", "0", after="State")
+    if plan.template_name is not None:
+        insert_after(job.detail["Operation"], "TemplateName", plan.template_name, after="TemplateId")
+    if plan.digital_watermark is not None:
+        job.detail["Operation"]["DigitalWatermark"] = _dw_state(job.request["Operation"]["DigitalWatermark"],
+                                                                "Running")
 
 
 def _expand(obj: str, ext: str, job_id: str) -> str:
@@ -1465,7 +1472,7 @@ def process_video_enhance(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any
         _set_op(emu, job, "TranscodeTemplateName", plan.transcode_template_name, after="TranscodeTemplateId")
     dw_req = job.request["Operation"].get("DigitalWatermark")
     if plan.digital_watermark is not None:
-        _set_op(emu, job, "DigitalWatermark", {**dw_req, "State": "Running"})
+        _set_op(emu, job, "DigitalWatermark", _dw_state(dw_req, "Running"))
     _set_progress(emu, job, 0)
     workdir = tempfile.mkdtemp(prefix="ci-media-")
     try:
@@ -1475,9 +1482,9 @@ def process_video_enhance(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any
             why = _too_short(info, emu)
             if why is not None:
                 if not plan.digital_watermark.ignore_error:
-                    _set_op(emu, job, "DigitalWatermark", {**dw_req, "State": "Failed"})
+                    _set_op(emu, job, "DigitalWatermark", _dw_state(dw_req, "Failed"))
                     raise _api_error(ERR_UNSUPPORTED, why)
-                _set_op(emu, job, "DigitalWatermark", {**dw_req, "State": "Failed"})
+                _set_op(emu, job, "DigitalWatermark", _dw_state(dw_req, "Failed"))
                 plan.digital_watermark = None
         ext = CONTAINERS[plan.container][1]
         dst = os.path.join(workdir, "output." + ext)
@@ -1485,7 +1492,7 @@ def process_video_enhance(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any
                preset=str(emu.config.get("media_x264_preset", "veryfast")),
                progress=lambda pct: _set_progress(emu, job, pct))
         if plan.digital_watermark is not None:
-            _set_op(emu, job, "DigitalWatermark", {**dw_req, "State": "Success"})
+            _set_op(emu, job, "DigitalWatermark", _dw_state(dw_req, "Success"))
         return _finish(emu, job, dst, ext)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1536,5 +1543,6 @@ def register(emu: CiEmulator) -> None:
 
     emu.processors[TAG_VIDEO_ENHANCE] = _guarded(process_video_enhance)
     emu.validators[TAG_VIDEO_ENHANCE] = validate_ve
+    emu.on_create[TAG_VIDEO_ENHANCE] = on_create_video_enhance
     emu.processors[TAG_DIGITAL_WATERMARK] = _guarded(process_digital_watermark)
     emu.validators[TAG_DIGITAL_WATERMARK] = validate_dw

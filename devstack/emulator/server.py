@@ -7,10 +7,14 @@
 - `GET /jobs/<ids>`, `GET /jobs?...` (list, with `inputObject`) and `PUT /jobs/<id>?cancel`.
 
 Everything it received and sent is kept for inspection under `/_emulator/` (loopback only).
+
+`http_api` is the HTTP side, `request_xml` reads request bodies, `validation` holds the checks common to
+every Tag, and each job type (`jobtypes.MODULES`) adds its processor, validator and create hook.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import queue
 import random
@@ -21,29 +25,30 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Optional
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote
 
-from .cossign import Credential, SignatureError, verify
-from .xmlutil import element_to_dict, to_xml
+from .cossign import Credential
+from .errors import ApiError
+from .http_api import ApiHandler
+from .request_xml import MAX_BODY_BYTES
+from .validation import ListQuery, validate_request
+from .xmlutil import to_xml
+
+__all__ = ["ApiError", "CiEmulator", "Job", "now_str"]  # ApiError: job types raise it from here
 
 CST = timezone(timedelta(hours=8))
 TIME_FMT = "%Y-%m-%dT%H:%M:%S%z"
-REQUEST_FIELDS = ("Tag", "Input", "Operation", "CallBack", "CallBackFormat", "CallBackType",
-                  "CallBackMqConfig", "QueueId")
+# Switches with a fixed set of values; configure() refuses anything else.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "json_jobs_detail": ("object", "array"),
+    "json_numbers": ("int", "str"),
+}
 
 
 def now_str() -> str:
     return datetime.now(CST).strftime(TIME_FMT)
-
-
-class ApiError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 @dataclass
@@ -56,22 +61,22 @@ class Job:
     detail: dict[str, Any]
     created: float = field(default_factory=time.time)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
+    answer: dict[str, Any] = field(default_factory=dict)  # JobsDetail as POST /jobs answered it
 
 
 # A processor runs one job: (emulator, job) → (result key, result dict) or raises ApiError for Failed.
 Processor = Callable[["CiEmulator", Job], tuple[str, dict[str, Any]]]
 Validator = Callable[[dict[str, Any]], None]
-
-
-def _printable_ascii(text: str) -> bool:
-    return all(32 <= ord(c) < 127 for c in text)
+# Runs when a job is created, before POST /jobs answers: adds what the create answer shows (TemplateName, ...).
+OnCreate = Callable[["CiEmulator", Job], None]
 
 
 class CiEmulator:
-    """State and behaviour; `serve()` puts it behind HTTP."""
+    """State and behaviour; `start()` puts it behind HTTP (`http_api.ApiHandler`)."""
 
     def __init__(self, region: str, credentials: list[Credential], s3_endpoint: str,
-                 workers: int = 2, host: str = "127.0.0.1", port: int = 0):
+                 workers: int = 2, host: str = "127.0.0.1", port: int = 0,
+                 config: Optional[dict[str, Any]] = None):
         self.region = region
         self.credentials = {c.secret_id: c for c in credentials}
         self.s3_endpoint = s3_endpoint
@@ -94,9 +99,12 @@ class CiEmulator:
             "callback_duplicate_rate": 0.0,  # send the callback twice
             "callback_delay": 0.0,       # seconds added before every callback
             "callback_jitter": 0.0,      # up to this many random seconds more, which reorders callbacks
+            "max_request_bytes": MAX_BODY_BYTES,  # larger POST /jobs bodies get InvalidContent
         }
         self.processors: dict[str, Processor] = {}
         self.validators: dict[str, Validator] = {}
+        self.on_create: dict[str, OnCreate] = {}
+        self.create_answer_omits: dict[str, tuple[str, ...]] = {}  # JobsDetail elements a Tag's answer lacks
         self._lock = threading.RLock()
         self._queue: queue.Queue[Optional[str]] = queue.Queue()
         self._workers = [threading.Thread(target=self._work, name=f"ci-worker-{i}", daemon=True)
@@ -107,6 +115,8 @@ class CiEmulator:
         from .jobtypes import register_all
 
         register_all(self)
+        if config:
+            self.configure(config)
 
     # ----- plumbing -------------------------------------------------------------------------
     @property
@@ -129,7 +139,7 @@ class CiEmulator:
     def start(self) -> None:
         emulator = self
 
-        class Handler(_Handler):
+        class Handler(ApiHandler):
             emu = emulator
 
         self._server = ThreadingHTTPServer((self.host, self.port), Handler)
@@ -146,6 +156,17 @@ class CiEmulator:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    def configure(self, values: dict[str, Any]) -> None:
+        """Set switches (`/_emulator/config` does this over HTTP); ValueError for unknown values."""
+        if not isinstance(values, dict):
+            raise ValueError("the configuration must be a JSON object")
+        for key, value in values.items():
+            allowed = CHOICES.get(key)
+            if allowed is not None and value not in allowed:
+                raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")
+        with self._lock:
+            self.config.update(values)
 
     # ----- the API --------------------------------------------------------------------------
     def create_job(self, bucket: str, region: str, doc: dict[str, Any]) -> Job:
@@ -165,6 +186,11 @@ class CiEmulator:
             "Operation": operation,
         }
         job = Job(job_id, bucket, region, tag, doc, detail)
+        hook = self.on_create.get(tag)
+        if hook is not None:
+            hook(self, job)
+        omit = self.create_answer_omits.get(tag, ())
+        job.answer = {k: copy.deepcopy(v) for k, v in detail.items() if k not in omit}
         if random.random() < float(self.config.get("lose_job_rate") or 0):
             # Answered as created, then forgotten: never runs, never found.
             self.lost_jobs.append({"job_id": job_id, "bucket": bucket, "object": doc["Input"]["Object"],
@@ -175,52 +201,13 @@ class CiEmulator:
         self._queue.put(job_id)
         return job
 
+    def create_answer(self, job: Job) -> dict[str, Any]:
+        """JobsDetail as the create answer shows it: the job as it was created, before it ran."""
+        return job.answer
+
     def validate(self, doc: dict[str, Any]) -> None:
-        for k in doc:
-            if k not in REQUEST_FIELDS:
-                raise ApiError("InvalidArgument", f"Request.{k} is not a recognised element")
-        tag = doc.get("Tag")
-        if not tag:
-            raise ApiError("MissingContent", "Request.Tag is required")
-        if tag not in self.processors:
-            raise ApiError("InvalidArgument", f"Request.Tag {tag!r} is not supported")
-        inp = doc.get("Input")
-        if not isinstance(inp, dict) or not inp.get("Object"):
-            raise ApiError("MissingContent", "Request.Input.Object is required")
-        op = doc.get("Operation", {})
-        if op == "":
-            op = {}
-        if not isinstance(op, dict):
-            raise ApiError("InvalidArgument", "Request.Operation must be a container")
-        level = op.get("JobLevel", "0")
-        if level not in ("0", "1", "2"):
-            raise ApiError("InvalidArgument", f"Request.Operation.JobLevel must be 0, 1 or 2, got {level!r}")
-        ud = op.get("UserData")
-        if ud is not None and (not isinstance(ud, str) or len(ud) > 1024 or not _printable_ascii(ud)):
-            raise ApiError("InvalidArgument",
-                           "Request.Operation.UserData must be printable ASCII of at most 1024 characters")
-        fmt = doc.get("CallBackFormat")
-        if fmt is not None and fmt not in ("XML", "JSON"):
-            raise ApiError("InvalidArgument", f"Request.CallBackFormat must be XML or JSON, got {fmt!r}")
-        ctype = doc.get("CallBackType")
-        if ctype is not None and ctype not in ("Url", "TDMQ"):
-            raise ApiError("InvalidArgument", f"Request.CallBackType must be Url or TDMQ, got {ctype!r}")
-        if ctype == "TDMQ":
-            mq = doc.get("CallBackMqConfig")
-            if not isinstance(mq, dict):
-                raise ApiError("MissingContent", "Request.CallBackMqConfig is required when CallBackType is TDMQ")
-            if mq.get("MqRegion") not in ("sh", "bj", "gz", "cd", "hk"):
-                raise ApiError("InvalidArgument", "Request.CallBackMqConfig.MqRegion must be sh|bj|gz|cd|hk")
-            if mq.get("MqMode") not in ("Queue", "Topic"):
-                raise ApiError("InvalidArgument", "Request.CallBackMqConfig.MqMode must be Queue or Topic")
-            if not mq.get("MqName"):
-                raise ApiError("MissingContent", "Request.CallBackMqConfig.MqName is required")
-        cb = doc.get("CallBack")
-        if cb is not None and cb != "no":
-            parts = urlsplit(cb) if isinstance(cb, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ApiError("InvalidArgument", "Request.CallBack must be an http(s) URL or 'no'")
-        validator = self.validators.get(tag)
+        validate_request(doc, self.processors)
+        validator = self.validators.get(doc["Tag"])
         if validator is not None:
             validator(doc)
 
@@ -235,24 +222,16 @@ class CiEmulator:
                     missing.append(jid)
         return found, missing
 
-    def list_jobs(self, bucket: str, params: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
-        tag = params.get("tag", "")
-        if not tag:
-            raise ApiError("MissingContent", "tag is required")
-        states = params.get("states", "All") or "All"
-        wanted = None if states == "All" else set(states.split(","))
-        size = int(params.get("size", "10") or 10)
-        if not 1 <= size <= 100:
-            raise ApiError("InvalidArgument", "size must be 1-100")
-        input_object = params.get("inputObject")
+    def list_jobs(self, bucket: str, q: ListQuery) -> tuple[list[dict[str, Any]], str]:
         with self._lock:
-            jobs = [j for j in self.jobs.values() if j.bucket == bucket and j.tag == tag
-                    and (wanted is None or j.detail["State"] in wanted)
-                    and (input_object is None or j.detail["Input"]["Object"] == input_object)]
-        jobs.sort(key=lambda j: j.created, reverse=params.get("orderByTime", "Desc") != "Asc")
-        start = int(params.get("nextToken") or 0)
-        page = jobs[start:start + size]
-        next_token = str(start + size) if start + size < len(jobs) else ""
+            jobs = [j for j in self.jobs.values() if j.bucket == bucket and j.tag == q.tag
+                    and (q.states is None or j.detail["State"] in q.states)
+                    and (q.input_object is None or j.detail["Input"]["Object"] == q.input_object)
+                    and (q.created_from is None or j.created >= q.created_from)
+                    and (q.created_to is None or j.created <= q.created_to)]
+        jobs.sort(key=lambda j: j.created, reverse=not q.ascending)
+        page = jobs[q.start:q.start + q.size]
+        next_token = str(q.start + q.size) if q.start + q.size < len(jobs) else ""
         return [json.loads(json.dumps(j.detail)) for j in page], next_token
 
     def cancel(self, bucket: str, job_id: str) -> None:
@@ -372,147 +351,3 @@ def _stringify(value: Any) -> Any:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
-
-
-def error_xml(code: str, message: str, resource: str = "") -> bytes:
-    # COS/CI errors carry Resource too; the SDK's error parser gives up without it.
-    return to_xml("Error", {"Code": code, "Message": message, "Resource": resource or "-",
-                            "RequestId": uuid.uuid4().hex, "TraceId": uuid.uuid4().hex}).encode()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emu: CiEmulator
-    protocol_version = "HTTP/1.1"
-    server_version = "tencent-ci"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return
-
-    def _send(self, status: int, body: bytes, ctype: str = "application/xml") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-ci-request-id", uuid.uuid4().hex)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _body(self) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
-
-    def _bucket_region(self) -> tuple[str, str]:
-        host = (self.headers.get("Host") or "").split(":")[0]
-        labels = host.split(".")
-        bucket = labels[0] if len(labels) > 1 else ""
-        region = self.emu.region
-        for i, label in enumerate(labels[1:], start=1):
-            if label in ("ci", "cos", "pic") and i + 1 < len(labels):
-                region = labels[i + 1]
-                break
-        return bucket, region
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._dispatch("PUT")
-
-    def _dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        body = self._body()
-        if parts.path.startswith("/_emulator/"):
-            return self._admin(method, parts.path, body)
-        entry: dict[str, Any] = {"method": method, "path": parts.path, "query": parts.query,
-                                 "host": self.headers.get("Host", ""), "body": body.decode("utf-8", "replace"),
-                                 "time": time.time()}
-        status, out = 500, b""
-        try:
-            try:
-                verify(method, parts.path, parts.query, dict(self.headers.items()), self.emu.credentials)
-            except SignatureError as err:
-                raise ApiError(err.code, err.message, err.status) from None
-            bucket, region = self._bucket_region()
-            entry["bucket"] = bucket
-            if not bucket:
-                raise ApiError("InvalidArgument", "the Host header names no bucket")
-            status, out = self._route(method, parts.path, parts.query, body, bucket, region, entry)
-        except ApiError as err:
-            status, out = err.status, error_xml(err.code, err.message, self.headers.get("Host", "") + parts.path)
-            entry["error"] = err.code
-        entry["status"] = status
-        with self.emu._lock:
-            self.emu.requests.append(entry)
-        self._send(status, out)
-        return None
-
-    def _route(self, method: str, path: str, query: str, body: bytes, bucket: str, region: str,
-               entry: dict[str, Any]) -> tuple[int, bytes]:
-        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        if random.random() < float(self.emu.config.get("throttle_rate") or 0):
-            if random.random() < 0.5:
-                raise ApiError("SlowDown", "injected fault: request rate too high", 429)
-            raise ApiError("ServiceUnavailable", "injected fault: service unavailable", 503)
-        if method == "POST" and path == "/jobs":
-            with self.emu._lock:
-                if self.emu.config.get("fail_next_creates", 0) > 0:
-                    self.emu.config["fail_next_creates"] -= 1
-                    raise ApiError("ServiceUnavailable", "injected fault: service unavailable", 503)
-            if not body.strip():
-                raise ApiError("MissingContent", "the request body is empty")
-            from defusedxml import ElementTree
-
-            try:
-                root = ElementTree.fromstring(body, forbid_dtd=True)
-            except Exception:  # noqa: BLE001 - any parse failure is the client's fault
-                raise ApiError("InvalidContent", "the request body is not well-formed XML") from None
-            if root.tag != "Request":
-                raise ApiError("InvalidContent", "the root element must be Request")
-            doc = element_to_dict(root)
-            if not isinstance(doc, dict):
-                raise ApiError("MissingContent", "Request is empty")
-            entry["request"] = doc
-            job = self.emu.create_job(bucket, region, doc)
-            entry["job_id"] = job.job_id
-            if random.random() < float(self.emu.config.get("accept_then_fail_rate") or 0):
-                raise ApiError("InternalError", "injected fault: the job was accepted but the answer failed", 503)
-            return 200, to_xml("Response", {"JobsDetail": job.detail}).encode()
-        if method == "GET" and path.startswith("/jobs/"):
-            ids = [i for i in path[len("/jobs/"):].split(",") if i]
-            found, missing = self.emu.get_jobs(bucket, ids)
-            out: dict[str, Any] = {"JobsDetail": found}
-            if missing:
-                out["NonExistJobIds"] = missing
-            return 200, to_xml("Response", out).encode()
-        if method == "GET" and path == "/jobs":
-            jobs, next_token = self.emu.list_jobs(bucket, params)
-            return 200, to_xml("Response", {"JobsDetail": jobs, "NextToken": next_token}).encode()
-        if method == "PUT" and path.startswith("/jobs/") and "cancel" in params:
-            self.emu.cancel(bucket, path[len("/jobs/"):])
-            return 200, b"<Response/>"
-        raise ApiError("InvalidArgument", f"{method} {path} is not part of the emulated API", 404)
-
-    def _admin(self, method: str, path: str, body: bytes) -> None:
-        emu = self.emu
-        with emu._lock:
-            if path == "/_emulator/requests":
-                data: Any = emu.requests
-            elif path == "/_emulator/jobs":
-                data = {jid: {"detail": j.detail, "request": j.request, "callbacks": j.callbacks}
-                        for jid, j in emu.jobs.items()}
-            elif path == "/_emulator/config" and method == "POST":
-                emu.config.update(json.loads(body or b"{}"))
-                data = emu.config
-            elif path == "/_emulator/config":
-                data = emu.config
-            elif path == "/_emulator/lost":
-                data = emu.lost_jobs
-            elif path == "/_emulator/health":
-                data = {"ok": True}
-            else:
-                return self._send(404, b'{"error": "unknown admin path"}', "application/json")
-            out = json.dumps(data, default=str).encode()
-        self._send(200, out, "application/json")
-        return None

@@ -15,6 +15,9 @@ with ``true``/``false`` strings or booleans). A well-formed id that is not in th
 three targets. Any other id fails job creation with ``InvalidArgument``. ``validate(doc)`` gets no
 emulator, so it looks ids up in the maps of the emulators this module was registered with.
 
+The create answer (``POST /jobs``) carries ``TemplateName`` right after ``TemplateId`` and, like every
+create answer on the page, no ``Input``; the job itself (``GET /jobs/<id>``, callbacks) keeps ``Input``.
+
 What runs
 ---------
 The input object is downloaded to a temporary file and decoded with PyAV. One frame is sampled
@@ -92,6 +95,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import quote
+
+from .xmlutil import insert_after
 
 if TYPE_CHECKING:
     from .server import CiEmulator, Job
@@ -514,6 +519,14 @@ def process(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any]]:
                         "CarRecognition": lists["Car"]}
 
 
+def on_create(emu: CiEmulator, job: Job) -> None:
+    """The create answer shows TemplateName right after TemplateId when a template is used."""
+    templates = emu.config.get("video_target_rec_templates") or {}
+    _targets, template_name = resolve_targets(job.request.get("Operation") or {}, templates)
+    if template_name is not None:
+        insert_after(job.detail["Operation"], "TemplateName", template_name, after="TemplateId")
+
+
 def register(emu: CiEmulator) -> None:
     emu.config.setdefault("video_sample_interval", 1.0)
     emu.config.setdefault("video_max_width", 640)
@@ -523,3 +536,6 @@ def register(emu: CiEmulator) -> None:
     _EMULATORS.add(emu)
     emu.processors[TAG] = process
     emu.validators[TAG] = validate
+    emu.on_create[TAG] = on_create
+    # The page's create answers (its sample and both examples) and its table have no Input.
+    emu.create_answer_omits[TAG] = ("Input",)

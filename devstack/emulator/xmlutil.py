@@ -1,4 +1,4 @@
-"""Small XML helpers for the emulator: ordered dict → XML, and defused XML → dict."""
+"""Small XML helpers for the emulator: ordered dict → XML, defused XML → dict, and placing an element."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ def to_xml(tag: str, value: Any) -> str:
     if isinstance(value, bool):
         value = "true" if value else "false"
     return f"<{tag}>{escape(str(value))}</{tag}>"
+
+
+def insert_after(d: dict[str, Any], key: str, value: Any, after: str) -> None:
+    """d[key] = value; a new key goes right after `after` when that is present (the pages' element order)."""
+    if key in d or after not in d:
+        d[key] = value
+        return
+    items = list(d.items())
+    i = [k for k, _ in items].index(after) + 1
+    d.clear()
+    d.update(items[:i] + [(key, value)] + items[i:])
 
 
 def element_to_dict(elem: Any) -> Any:

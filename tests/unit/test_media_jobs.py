@@ -179,7 +179,7 @@ def parse(xml: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- emulator-like harness
 class FakeEmu:
-    """What processors and validators use of CiEmulator: config, s3(), input_url(), the registries."""
+    """What processors and validators use of CiEmulator: config, s3(), input_url(), the registries and hooks."""
 
     def __init__(self, s3: Any):
         self._s3 = s3
@@ -187,6 +187,7 @@ class FakeEmu:
         self.config: dict[str, Any] = {}
         self.processors: dict[str, Callable[..., Any]] = {}
         self.validators: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self.on_create: dict[str, Callable[..., None]] = {}
         mj.register(self)
 
     def s3(self) -> Any:
@@ -305,6 +306,7 @@ def test_page_digital_watermark_samples_validate(xml, emu):
 
 def test_register_sets_both_tags_and_config(emu):
     assert set(emu.processors) == {"VideoEnhance", "DigitalWatermark"} == set(emu.validators)
+    assert set(emu.on_create) == {"VideoEnhance"}
     assert emu.config["digital_watermark_min_seconds"] == 90
     assert "t1460606b9752148c4ab182f55163ba7cd" in emu.config["media_templates"]
 

@@ -1,0 +1,613 @@
+"""The request and response samples of the CI API pages (`../shared/ci-api/`), verbatim.
+
+Each page's own "request body" sample and its "Examples" are here exactly as printed, so tests can send
+the pages' requests and compare the emulator's answers with the pages' answers. The VideoTargetRec
+page's samples close `<CallBackFormat>` with `<CallBackFormat>` (a typo the shared README names);
+`PageSample.request` is the sample with that one tag repaired, `verbatim` the page's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TYPOS = (("<CallBackFormat>JSON<CallBackFormat>", "<CallBackFormat>JSON</CallBackFormat>"),)
+
+
+@dataclass(frozen=True)
+class PageSample:
+    name: str
+    page: str          # file name under ../shared/ci-api/
+    verbatim: str      # the request as the page prints it
+    response: str      # the page's response body for it
+
+    @property
+    def request(self) -> str:
+        text = self.verbatim
+        for typo, fixed in TYPOS:
+            text = text.replace(typo, fixed)
+        return text
+
+
+SAMPLES = (
+    PageSample("image_inspect_body", "000_05a34323e7d5a4c3.txt",
+               """<Request>
+<Tag>ImageInspect</Tag>
+<Input>
+<Object>input/test.png</Object>
+</Input>
+<Operation>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>cda071f3af9e011ed8f900133752da9af</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p3a3b198088e74b76b31d553a77b656be</QueueId>
+<Tag>ImageInspect</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/test.png</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("image_inspect_example", "000_05a34323e7d5a4c3.txt",
+               """<Request>
+<Tag>ImageInspect</Tag>
+<Input>
+<Object>input/test.png</Object>
+</Input>
+<Operation>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>cda071f3af9e011ed8f900133752da9af</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>ImageInspect</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/test.png</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("video_enhance_body", "002_c536ed7614bf2d87.txt",
+               """<Request>
+<Tag>VideoEnhance</Tag>
+<Input>
+<Object>input/demo.mp4</Object>
+</Input>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<WatermarkTemplateId>t146d70eb241c44c63b6efc1cc93ccfc5d</WatermarkTemplateId>
+<WatermarkTemplateId>t12a74d11687d444deba8a6cc52051ac27</WatermarkTemplateId>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.${ext}</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>j8d121820f5e411ec926ef19d53ba9c6f</JobId>
+<State>Submitted</State>
+<Progress>0</Progress>
+<CreationTime>2022-06-27T14:44:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>VideoEnhance</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/demo.mp4</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<TemplateName>VideoEnhance_demo</TemplateName>
+<WatermarkTemplateId>t146d70eb241c44c63b6efc1cc93ccfc5d</WatermarkTemplateId>
+<WatermarkTemplateId>t12a74d11687d444deba8a6cc52051ac27</WatermarkTemplateId>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<State>Running</State>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.${ext}</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("video_enhance_template_example", "002_c536ed7614bf2d87.txt",
+               """<Request>
+<Tag>VideoEnhance</Tag>
+<Input>
+<Object>test.${ext}</Object>
+</Input>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<TranscodeTemplateId>t160606b9752148c4absdfaf2f55163b1f</TranscodeTemplateId>
+<WatermarkTemplateId>t146d70eb241c44c63b6efc1cc93ccfc5d</WatermarkTemplateId>
+<WatermarkTemplateId>t12a74d11687d444deba8a6cc52051ac27</WatermarkTemplateId>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.${ext}</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>je8f65004eb8511eaaed4f377124a303c</JobId>
+<State>Submitted</State>
+<Progress>0</Progress>
+<CreationTime>2019-07-07T12:12:12+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>VideoEnhance</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/demo.mp4</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<TemplateName>VideoEnhance_demo</TemplateName>
+<WatermarkTemplateId>t146d70eb241c44c63b6efc1cc93ccfc5d</WatermarkTemplateId>
+<WatermarkTemplateId>t12a74d11687d444deba8a6cc52051ac27</WatermarkTemplateId>
+<DigitalWatermark>
+<State>Running</State>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.${ext}</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("video_enhance_parameters_example", "002_c536ed7614bf2d87.txt",
+               """<Request>
+<Tag>VideoEnhance</Tag>
+<Input>
+<Object>test.${ext}</Object>
+</Input>
+<Operation>
+<VideoEnhance>
+<Transcode>
+<Container>
+<Format>mp4</Format>
+</Container>
+<Video>
+<Codec>H.264</Codec>
+<Bitrate>1000</Bitrate>
+<Width>1280</Width>
+<Fps>30</Fps>
+</Video>
+<Audio>
+<Codec>aac</Codec>
+<Samplerate>44100</Samplerate>
+<Bitrate>128</Bitrate>
+<Channels>4</Channels>
+</Audio>
+</Transcode>
+<SuperResolution>
+<Resolution>sdtohd</Resolution>
+<EnableScaleUp>true</EnableScaleUp>
+<Version>Enhance</Version>
+</SuperResolution>
+<ColorEnhance>
+<Contrast>50</Contrast>
+<Correction>100</Correction>
+<Saturation>100</Saturation>
+</ColorEnhance>
+<MsSharpen>
+<SharpenLevel>5</SharpenLevel>
+</MsSharpen>
+<SDRtoHDR>
+<HdrMode>HDR10</HdrMode>
+</SDRtoHDR>
+</VideoEnhance>
+<Watermark>
+<Type>Text</Type>
+<LocMode>Absolute</LocMode>
+<Dx>128</Dx>
+<Dy>128</Dy>
+<Pos>TopRight</Pos>
+<StartTime>0</StartTime>
+<EndTime>100.5</EndTime>
+<Text>
+<Text>Watermark content</Text>
+<FontSize>30</FontSize>
+<FontType>simfang.ttf</FontType>
+<FontColor>0xRRGGBB</FontColor>
+<Transparency>30</Transparency>
+</Text>
+</Watermark>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.${ext}</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>je8f65004eb8511eaaed4f377124a303c</JobId>
+<State>Submitted</State>
+<Progress>0</Progress>
+<CreationTime>2019-07-07T12:12:12+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>VideoEnhance</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/demo.mp4</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<VideoEnhance>
+<Transcode>
+<Container>
+<Format>mp4</Format>
+</Container>
+<Video>
+<Codec>H.264</Codec>
+<Bitrate>1000</Bitrate>
+<Width>1280</Width>
+<Fps>30</Fps>
+</Video>
+<Audio>
+<Codec>aac</Codec>
+<Samplerate>44100</Samplerate>
+<Bitrate>128</Bitrate>
+<Channels>4</Channels>
+</Audio>
+</Transcode>
+<SuperResolution>
+<Resolution>sdtohd</Resolution>
+<EnableScaleUp>true</EnableScaleUp>
+<Version>Enhance</Version>
+</SuperResolution>
+<ColorEnhance>
+<Contrast>50</Contrast>
+<Correction>100</Correction>
+<Saturation>100</Saturation>
+</ColorEnhance>
+<MsSharpen>
+<SharpenLevel>5</SharpenLevel>
+</MsSharpen>
+<SDRtoHDR>
+<HdrMode>HDR10</HdrMode>
+</SDRtoHDR>
+</VideoEnhance>
+<Watermark>
+<Type>Text</Type>
+<LocMode>Absolute</LocMode>
+<Dx>128</Dx>
+<Dy>128</Dy>
+<Pos>TopRight</Pos>
+<StartTime>0</StartTime>
+<EndTime>100.5</EndTime>
+<Text>
+<Text>Watermark content</Text>
+<FontSize>30</FontSize>
+<FontType>simfang.ttf</FontType>
+<FontColor>0xRRGGBB</FontColor>
+<Transparency>30</Transparency>
+</Text>
+</Watermark>
+<DigitalWatermark>
+<State>Running</State>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.${ext}</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("digital_watermark_body", "003_754b2e9c579084b8.txt",
+               """<Request>
+<Tag>DigitalWatermark</Tag>
+<Input>
+<Object>input/demo.mp4</Object>
+</Input>
+<Operation>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.mp4</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>j8d121820f5e411ec926ef19d53ba9c6f</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>DigitalWatermark</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/demo.mp4</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.mp4</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("digital_watermark_example", "003_754b2e9c579084b8.txt",
+               """<Request>
+<Tag>DigitalWatermark</Tag>
+<Input>
+<Object>input/demo.mp4</Object>
+</Input>
+<Operation>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+<IgnoreError>false</IgnoreError>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.mp4</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON</CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>j8d121820f5e411ec926ef19d53ba9c6f</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>DigitalWatermark</Tag>
+<Input>
+<BucketId>test-123456789</BucketId>
+<Object>input/demo.mp4</Object>
+<Region>ap-chongqing</Region>
+</Input>
+<Operation>
+<DigitalWatermark>
+<Type>Text</Type>
+<Message>123456789ab</Message>
+<Version>V1</Version>
+</DigitalWatermark>
+<Output>
+<Region>ap-chongqing</Region>
+<Bucket>test-123456789</Bucket>
+<Object>output/out.mp4</Object>
+</Output>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("video_target_rec_body", "004_6dd2c1ddb908e6aa.txt",
+               """<Request>
+<Tag>VideoTargetRec</Tag>
+<Input>
+<Object>input/demo.mp4</Object>
+</Input>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON<CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>j8d121820f5e411ec926ef19d53ba9c6f</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>VideoTargetRec</Tag>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<TemplateName>video_target_rec_demo</TemplateName>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("video_target_rec_template_example", "004_6dd2c1ddb908e6aa.txt",
+               """<Request>
+<Tag>VideoTargetRec</Tag>
+<Input>
+<Object>input/demo.mp4</Object>
+</Input>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON<CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>j8d121820f5e411ec926ef19d53ba9c6f</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>VideoTargetRec</Tag>
+<Operation>
+<TemplateId>t1460606b9752148c4ab182f55163ba7cd</TemplateId>
+<TemplateName>video_target_rec_demo</TemplateName>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+    PageSample("video_target_rec_parameters_example", "004_6dd2c1ddb908e6aa.txt",
+               """<Request>
+<Tag>VideoTargetRec</Tag>
+<Input>
+<Object>input/demo.mp4</Object>
+</Input>
+<Operation>
+<VideoTargetRec>
+<Body>true</Body>
+<Car>true</Car>
+<Pet>true</Pet>
+</VideoTargetRec>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+<CallBack>http://callback.demo.com</CallBack>
+<CallBackFormat>JSON<CallBackFormat>
+</Request>""",
+               """<Response>
+<JobsDetail>
+<Code>Success</Code>
+<Message/>
+<JobId>j8d121820f5e411ec926ef19d53ba9c6f</JobId>
+<State>Submitted</State>
+<CreationTime>2022-06-27T15:23:10+0800</CreationTime>
+<StartTime>-</StartTime>
+<EndTime>-</EndTime>
+<QueueId>p2242ab62c7c94486915508540933a2c6</QueueId>
+<Tag>VideoTargetRec</Tag>
+<Operation>
+<VideoTargetRec>
+<Body>true</Body>
+<Car>true</Car>
+<Pet>true</Pet>
+</VideoTargetRec>
+<UserData>This is my data.</UserData>
+<JobLevel>0</JobLevel>
+</Operation>
+</JobsDetail>
+</Response>"""),
+)
