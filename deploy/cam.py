@@ -49,6 +49,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "list_objects_v2": ("cos:GetBucket",),
     # Versioned buckets: claims are arbitrated by versions, and suspicious bytes deleted by version.
     "list_object_versions": ("cos:GetBucketObjectVersions",),
+    # The operator's check-config and status report whether a bucket is versioned.
+    "get_bucket_versioning": ("cos:GetBucketVersioning",),
     # Moves above COS's 5 GB single-copy limit are copied in parts (CAM names per COS API; unverified).
     "create_multipart_upload": ("cos:InitiateMultipartUpload",),
     "upload_part_copy": ("cos:GetObject", "cos:UploadPartCopy"),
@@ -63,6 +65,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "send_request GET /jobs": ("ci:DescribeMediaJobs",),
 }
 BUCKET_ACTIONS = {"cos:GetBucket", "cos:GetBucketObjectVersions"}
+# Bucket configuration reads: bucket-level, and carrying no prefix for a condition to match.
+BUCKET_CONFIG_ACTIONS = {"cos:GetBucketVersioning"}
 
 PLACEHOLDERS = {"region": "<Region>", "appid": "<APPID>", "bucket": "<BucketName-APPID>", "uin": "<OwnerUin>"}
 
@@ -160,10 +164,11 @@ def ciflow_prefixes(env: Mapping[str, str], rules_file: Optional[Path] = None) -
 
 def policy(actions: set[str], prefixes: list[str], region: str, appid: str, bucket: str, uin: str) -> dict:
     """The CAM policy document: object actions on ciflow's prefixes, listing limited to them,
-    CI actions on the bucket, and passing CI_QCSRole to CI."""
+    reading the bucket's configuration, CI actions on the bucket, and passing CI_QCSRole to CI."""
     bucket_res = f"qcs::cos:{region}:uid/{appid}:{bucket}"
-    objects = sorted(a for a in actions if a.startswith("cos:") and a not in BUCKET_ACTIONS)
+    objects = sorted(a for a in actions if a.startswith("cos:") and a not in BUCKET_ACTIONS | BUCKET_CONFIG_ACTIONS)
     listing = sorted(a for a in actions if a in BUCKET_ACTIONS)
+    config = sorted(a for a in actions if a in BUCKET_CONFIG_ACTIONS)
     ci = sorted(a for a in actions if a.startswith("ci:"))
     statements = []
     if objects:
@@ -173,6 +178,9 @@ def policy(actions: set[str], prefixes: list[str], region: str, appid: str, buck
         statements.append({"effect": "allow", "action": [f"name/{a}" for a in listing],
                            "resource": [f"{bucket_res}/*"],
                            "condition": {"string_like": {"cos:prefix": [f"{p}*" for p in prefixes]}}})
+    if config:
+        statements.append({"effect": "allow", "action": [f"name/{a}" for a in config],
+                           "resource": [f"{bucket_res}/*"]})
     if ci:
         statements.append({"effect": "allow", "action": [f"name/{a}" for a in ci],
                            "resource": [f"qcs::ci:{region}:uid/{appid}:bucket/{bucket}/*"]})

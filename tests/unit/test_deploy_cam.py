@@ -50,6 +50,10 @@ def test_resources_are_scoped_to_the_bucket_and_ciflow_prefixes() -> None:
     listing = statement("name/cos:GetBucket")
     assert listing["action"] == ["name/cos:GetBucket", "name/cos:GetBucketObjectVersions"]
     assert listing["condition"]["string_like"]["cos:prefix"] == ["uploads/*", "quarantine/*", ".ciflow/*"]
+    # And the bucket's configuration is readable (a request that carries no prefix, so no condition)
+    config = statement("name/cos:GetBucketVersioning")
+    assert config["action"] == ["name/cos:GetBucketVersioning"] and "condition" not in config
+    assert config["resource"] == ["qcs::cos:ap-guangzhou:uid/1250000000:uploads-1250000000/*"]
     # And CI actions reach only this bucket, and only CI_QCSRole can be passed
     assert statement("name/ci:")["resource"] == ["qcs::ci:ap-guangzhou:uid/1250000000:bucket/uploads-1250000000/*"]
     assert statement("name/cam:PassRole")["resource"] == ["qcs::cam::uin/100000000001:roleName/CI_QCSRole"]
