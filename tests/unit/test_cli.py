@@ -349,9 +349,12 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_a_duplicate(ctx: Context)
     etag = ctx.storage.add("uploads/stale.png", b"s")
     ctx.storage.add("uploads/live.png", b"l")
     records = Records(ctx.storage, BUCKET, ".ciflow/")
-    records.claim(RecordId("uploads/stale.png", etag, "images"))
-    records.update_claim(RecordId("uploads/stale.png", etag, "images"), claimed_at=0)   # the submitter died
-    records.claim(RecordId("uploads/live.png", ctx.storage.etag("uploads/live.png"), "images"))  # just now
+    stale = RecordId("uploads/stale.png", etag, "images")
+    records.create_claim(stale, records.new_claim(stale))
+    # the submitter died ten minutes ago (by COS's clock: the claim's Last-Modified)
+    ctx.storage.objects[stale.path(".ciflow/", "jobs")]["modified"] = datetime.now(timezone.utc) - timedelta(minutes=10)
+    live = RecordId("uploads/live.png", ctx.storage.etag("uploads/live.png"), "images")
+    records.create_claim(live, records.new_claim(live))  # just now
     _, report = backfill(ctx)
     assert (report.counts.submitted, report.counts.duplicate) == (1, 1)
     assert ctx.ci.keys() == ["uploads/stale.png"]
@@ -452,17 +455,19 @@ def test_status_counts_by_tag_and_lists_old_pending_jobs(ctx: Context) -> None:
     s.add("quarantine/uploads/bad.png", b"8", tags={"ci-status": "SUSPICIOUS"})
     s.add(".ciflow/jobs/x.json", b"{}")
     records = Records(s, BUCKET, ".ciflow/")
-    for key, at in (("uploads/old.png", 1000), ("uploads/young.png", 1990)):
+    for key, age in (("uploads/old.png", 1000), ("uploads/young.png", 10)):
         rid = RecordId(key, s.etag(key), "images")
-        records.claim(rid)
-        records.update_claim(rid, job_id=f"job-{key[8:-4]}", claimed_at=at)
+        records.create_claim(rid, records.new_claim(rid))
+        records.update_claim(rid, job_id=f"job-{key[8:-4]}")
+        # ages come from COS's clock: the claim's Last-Modified
+        s.objects[rid.path(".ciflow/", "jobs")]["modified"] = datetime.now(timezone.utc) - timedelta(seconds=age)
         s.put_tags(BUCKET, key, {"ci-status": "PENDING", "ci-rule": "images"})
     writes = len(s.writes)
     r = status(ctx, "uploads/", older_than=60, now=2000)
     assert r.counts == {"PENDING": 3, "CLEAN": 1, "SUSPICIOUS": 0, "FAILED": 1, "LABELLED": 1, "untagged": 1}
     assert r.total == 7 and r.quarantine_counts is None
-    assert [(p.key, p.job_id, p.age) for p in r.pending] == [("uploads/orphan.png", "", None),
-                                                             ("uploads/old.png", "job-old", 1000)]
+    assert [(p.key, p.job_id, round(p.age) if p.age else p.age) for p in r.pending] == [
+        ("uploads/orphan.png", "", None), ("uploads/old.png", "job-old", 1000)]
     assert r.pending[0].note == "no unfinished claim for this ETag"
     r = status(ctx, "", include_quarantine=True, now=2000)
     assert r.total == 7 and r.quarantine_prefix == "quarantine/" and r.quarantine_counts["SUSPICIOUS"] == 1

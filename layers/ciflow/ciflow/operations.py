@@ -25,9 +25,9 @@ from .actions import planned_actions, status_tags
 from .ci import CiJobs
 from .errors import CiflowError, ConfigError, PermanentError, RetryableError
 from .jobs import build_job, callback_url
-from .records import STALE_CLAIM_SECONDS, RecordId, Records
+from .records import RecordId, Records, in_flight
 from .regions import SHORT_TO_FULL
-from .results import RECOGNITIONS, Label, Verdict
+from .results import RECOGNITIONS, Label, Verdict, verdict_from_result
 from .rules import OUTCOMES, Rule, RuleSet, parse_rules
 from .settings import Settings, current_credentials, load_settings
 from .storage import ListedObject, ObjectInfo, Storage
@@ -244,13 +244,6 @@ def _bump(d: dict[str, int], key: str, n: int = 1) -> None:
     d[key] = d.get(key, 0) + n
 
 
-def claim_in_flight(claim: Mapping[str, Any], now: float) -> bool:
-    """The submit function's test for a repeated event: this claim's job needs nothing more from us."""
-    if claim.get("status") == "FAILED" or claim.get("job_id"):
-        return True
-    return now - float(claim.get("claimed_at") or 0) < STALE_CLAIM_SECONDS
-
-
 class Walker:
     """Examines objects one at a time as the submit function would, and submits the ones that need it."""
 
@@ -272,10 +265,10 @@ class Walker:
         rid = RecordId(info.key, normalize_etag(info.etag), rule.name)
         if self.records.read_result(rid) is not None:
             return "done"
-        claim = self.records.read_claim(rid)
-        if claim is None:
+        found = self.records.read_claim_record(rid)
+        if found is None:
             return "new"
-        return "live" if claim_in_flight(claim, self.now()) else "stale"
+        return "live" if in_flight(*found) else "stale"
 
     def _may_match(self, key: str) -> bool:
         """False when no rule can match `key` whatever its content type (saves a HEAD)."""
@@ -640,12 +633,13 @@ def status(ctx: Context, prefix: str, older_than: float = 0, include_quarantine:
         found = []
         for name in names:
             rid = RecordId(obj.key, etag, name)
-            claim = records.read_claim(rid)
-            if claim is None or records.read_result(rid) is not None:
+            record = records.read_claim_record(rid)
+            if record is None or records.read_result(rid) is not None:
                 continue
+            claim, age = record  # the age by COS's clock (Last-Modified against Date), never ours
             since = float(claim.get("claimed_at") or claim.get("submitted_at") or 0) or None
             found.append(PendingEntry(obj.key, etag, name, str(claim.get("job_id") or ""), since,
-                                      None if since is None else max(0.0, now - since),
+                                      max(0.0, age),
                                       int(claim.get("attempts") or 0),
                                       "" if claim.get("job_id") else "claimed, no job id recorded yet"))
         if not found:
@@ -784,14 +778,16 @@ def explain(ctx: Context, key: str, content_type: Optional[str] = None, head: bo
     for rule in matching:
         rid = RecordId(key, etag, rule.name)
         result = records.read_result(rid) if info is not None else None
-        claim = records.read_claim(rid) if info is not None else None
-        if result is not None:
+        record = records.read_claim_record(rid) if info is not None else None
+        claim = record[0] if record is not None else None
+        known = verdict_from_result(result)
+        if known is not None:
             state = "done"
-            on_upload = (f"nothing: a result for this ETag exists ({result.get('outcome') or result.get('applied')}, "
-                         f"job {result.get('job_id') or '-'}); `rescan` would submit a new job")
-        elif claim is None:
+            on_upload = (f"no new job: the verdict known for this ETag ({known.outcome}, job {known.job_id or '-'}) "
+                         "is applied again at once; `rescan` would submit a new job")
+        elif claim is None or result is not None:
             state, on_upload = "new", "claim (key, ETag, rule), tag PENDING, submit this job"
-        elif claim_in_flight(claim, now):
+        elif record is not None and in_flight(*record):
             state = "live"
             on_upload = (f"nothing (duplicate): job {claim.get('job_id') or '(being submitted)'} is in flight "
                          f"for this ETag; `rescan` would submit a new one")

@@ -22,7 +22,7 @@ from .concurrency import together
 from .errors import PermanentError, RetryableError
 from .log import bind, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records
+from .records import STALE_CLAIM_SECONDS, RecordId, Records, in_flight
 from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
@@ -103,7 +103,7 @@ class Reconciler(Ports):
             return rid, "gone"
         job_id = str(claim.get("job_id") or "")
         if not job_id:
-            if age < STALE_CLAIM_SECONDS and claim.get("status") != "RELEASED":
+            if in_flight(claim, age):
                 # A submitter (or the platform's retry of one) may still be at work: never race it.
                 return rid, "waiting"
             return rid, self._resubmit(bucket, records, rid, rule, lost=False)

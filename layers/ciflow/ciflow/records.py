@@ -30,6 +30,12 @@ from .storage import Storage
 STALE_CLAIM_SECONDS = 300
 
 
+def in_flight(claim: dict[str, Any], age: float) -> bool:
+    """Whether a repeated event must leave this claim alone: its job is recorded, or its submitter's
+    lease (`age` by COS's clock) has not run out and it did not let go."""
+    return bool(claim.get("job_id")) or (age < STALE_CLAIM_SECONDS and claim.get("status") != "RELEASED")
+
+
 @dataclass(frozen=True)
 class RecordId:
     key: str

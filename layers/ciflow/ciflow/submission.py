@@ -15,7 +15,7 @@ from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records
+from .records import RecordId, Records, in_flight
 from .results import Verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -157,9 +157,7 @@ class Submitter(Ports):
                 if known is not None:
                     self._reapply(records, rid, rule, info, known)
                     return None
-                in_flight = result is None and (bool(claim.get("job_id")) or (
-                    age < STALE_CLAIM_SECONDS and claim.get("status") != "RELEASED"))
-                if in_flight and not takeover:
+                if result is None and in_flight(claim, age) and not takeover:
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     return None
