@@ -358,11 +358,13 @@ def test_bmp_size_fallbacks(make):
         assert (res.suspicious_begin, res.suspicious_type) == (len(clean), "ZIP"), fields
 
 
-def test_bmp_declared_size_past_end_is_invalid():
+def test_bmp_declared_size_past_end_is_ignored():
+    # The file-size field is never trusted: the pixel array says where the image ends.
     clean = make_bmp()
-    with pytest.raises(InspectError) as exc:
-        inspect_image(_bmp_with(clean, file_size=len(clean) + 1))
-    assert exc.value.code == "InvalidImage"
+    bmp = _bmp_with(clean, file_size=len(clean) + 1)
+    res = inspect_image(bmp)
+    assert_clean(res, bmp, "bmp")
+    assert res.image_end == len(clean)
 
 
 # ------------------------------------------------------------------ padding
@@ -447,13 +449,42 @@ def test_not_bytes():
     assert exc.value.code == "InvalidInput"
 
 
+def _first_image_byte(data: bytes) -> int:
+    """Offset of the first byte of image data (IDAT, scan, pixel or VP8 data) of a fixture."""
+    if data.startswith(b"\x89PNG"):
+        return data.index(b"IDAT") + 4
+    if data.startswith(b"\xff\xd8"):
+        app1 = data.find(b"\xff\xe1")  # skip an EXIF thumbnail's own scan
+        after = app1 + 2 + struct.unpack_from(">H", data, app1 + 2)[0] if app1 > 0 else 2
+        sos = data.index(b"\xff\xda", after)
+        return sos + 2 + struct.unpack_from(">H", data, sos + 2)[0]
+    if data.startswith(b"BM"):
+        return struct.unpack_from("<I", data, 10)[0]
+    if data.startswith(b"RIFF"):
+        return min(i for i in (data.find(b"VP8 ", 12), data.find(b"VP8L", 12)) if i > 0) + 8
+    raise AssertionError("GIF: no simple rule")
+
+
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_every_truncation_is_invalid(name):
+def test_every_truncation_is_clean_or_invalid(name):
+    # A cut-off image is what decoders display partially: not suspicious (nothing follows
+    # it). Only a cut before any image data leaves no image at all, and fails.
     data = IMAGES[name][0]()
+    verdicts = []
     for cut in range(12, len(data)):
-        with pytest.raises(InspectError) as exc:
-            inspect_image(data[:cut])
-        assert exc.value.code == "InvalidImage", cut
+        try:
+            res = inspect_image(data[:cut])
+        except InspectError as exc:
+            assert exc.code == "InvalidImage", cut
+            verdicts.append("invalid")
+            continue
+        assert res.suspicious is False, cut
+        assert res.image_end == cut
+        verdicts.append("clean")
+    first_clean = verdicts.index("clean")
+    assert "invalid" not in verdicts[first_clean:], "a longer cut of the same image failed"
+    if not data.startswith(b"GIF"):
+        assert 12 + first_clean == _first_image_byte(data) + 1
 
 
 def test_corrupt_structures():
@@ -461,13 +492,11 @@ def test_corrupt_structures():
     bad_len = png[:8] + b"\xff\xff\xff\xff" + png[12:]
     jpeg = make_jpeg()
     sos = jpeg.index(b"\xff\xda")
-    no_eoi = jpeg[:-2] + b"\x00\x00"  # scan data never terminated
     cases = [
         bad_len,
         png[:12] + b"IH!R" + png[16:],  # chunk type not ASCII letters
         b"\xff\xd8\xff\xd9",  # EOI without any scan
         jpeg[:sos] + b"\xff\xda\x00\x01" + jpeg[sos + 4 :],  # segment length < 2
-        no_eoi,
         b"GIF89a\x01\x00\x01\x00\x00\x00\x00\x99\x3b",  # unknown block
         b"RIFF\x10\x00\x00\x00WEBPJUNK\x04\x00\x00\x00abcd",
     ]
@@ -475,6 +504,7 @@ def test_corrupt_structures():
         with pytest.raises(InspectError) as exc:
             inspect_image(data)
         assert exc.value.code == "InvalidImage", data[:16]
+        assert "no image data" in exc.value.message
 
 
 def test_inspect_error_fields():
