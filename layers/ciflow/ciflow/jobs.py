@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from .delivery import URL, Delivery
 from .rules import Rule
 
 
@@ -60,17 +61,22 @@ def _operation(rule: Rule, bucket: str, region: str) -> dict[str, Any]:
 
 
 def build_job(rule: Rule, key: str, user_data: str, callback: str, callback_format: str,
-              bucket: str = "", region: str = "") -> dict[str, Any]:
-    """The `<Request>` body for one object and rule (as a dict for the SDK's XML writer)."""
+              bucket: str = "", region: str = "", delivery: Delivery = URL) -> dict[str, Any]:
+    """The `<Request>` body for one object and rule (as a dict for the SDK's XML writer).
+    `delivery` is the settings' choice; the rule's own wins."""
     operation: dict[str, Any] = _operation(rule, bucket, region)
     operation.update({"UserData": user_data, "JobLevel": str(rule.job_level)})
     if rule.job == "ImageInspect" and rule.auto_process:
         operation["ImageInspect"] = {"AutoProcess": "true", "ProcessType": rule.auto_process}
     job: dict[str, Any] = {"Tag": rule.job, "Input": {"Object": key}, "Operation": operation}
-    if callback:
+    delivery = rule.delivery or delivery
+    if delivery.is_queue:
+        job["CallBackFormat"] = rule.callback_format or callback_format
+        job.update(delivery.job_fields())
+    elif callback:
         job["CallBack"] = callback
         job["CallBackFormat"] = rule.callback_format or callback_format
-        job["CallBackType"] = "Url"
+        job.update(delivery.job_fields())
     else:
         job["CallBack"] = "no"
     return job

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .delivery import Delivery, parse_delivery
 from .errors import ConfigError
 
 JOB_TYPES = ("ImageInspect", "VideoTargetRec", "VideoEnhance", "DigitalWatermark")
@@ -62,6 +63,7 @@ class Rule:
     allow_delete: bool = False
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # the job-specific fields (JOB_FIELDS)
+    delivery: Optional[Delivery] = None  # None: the settings' delivery
 
     @property
     def output_pattern(self) -> Optional[re.Pattern]:
@@ -205,7 +207,7 @@ def _parse_outcome(raw: Any, path: str, rule_allows_delete: bool, problems: _Pro
 
 COMMON_FIELDS = (
     "name", "job", "prefixes", "suffixes", "content_types", "job_level", "callback_format",
-    "allow_delete", "outcomes", "description",
+    "allow_delete", "outcomes", "description", "delivery",
 )
 RULE_FIELDS = COMMON_FIELDS + tuple(sorted({f for fs in JOB_FIELDS.values() for f in fs}))
 
@@ -346,6 +348,11 @@ def _parse_rule(raw: Any, path: str, problems: _Problems) -> Optional[Rule]:
     if fmt is not None and fmt not in ("XML", "JSON"):
         problems.add(f"{path}.callback_format", f"must be XML or JSON (got {fmt!r})")
     params = _job_params(job, raw, path, problems) if job in JOB_TYPES else {}
+    delivery = None
+    if "delivery" in raw:
+        delivery, found = parse_delivery(raw["delivery"], f"{path}.delivery")
+        for where, message in found:
+            problems.add(where, message)
     allow_delete = raw.get("allow_delete", False)
     if not isinstance(allow_delete, bool):
         problems.add(f"{path}.allow_delete", "must be true or false")
@@ -365,7 +372,7 @@ def _parse_rule(raw: Any, path: str, problems: _Problems) -> Optional[Rule]:
     return Rule(
         name=name, job=job or "", prefixes=prefixes, suffixes=suffixes, content_types=ctypes,
         job_level=level, callback_format=fmt, auto_process=params.get("auto_process"), allow_delete=allow_delete,
-        outcomes=outcomes, params=params,
+        outcomes=outcomes, params=params, delivery=delivery,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
+from .delivery import URL, Delivery, parse_delivery
 from .errors import ConfigError
 from .regions import full_region
 
@@ -22,6 +23,10 @@ ENV_VARS = {
     "CIFLOW_CALLBACK_URL": "required by submit; public URL of the callback function",
     "CIFLOW_CALLBACK_SECRET": "required; at least 16 characters, signs the callback tokens",
     "CIFLOW_CALLBACK_FORMAT": "optional; XML (default) or JSON",
+    "CIFLOW_CALLBACK_TYPE": "optional; url (default: CI POSTs to CIFLOW_CALLBACK_URL) or tdmq (a CMQ message)",
+    "CIFLOW_CALLBACK_MQ_REGION": "optional; with tdmq (required then), the queue's region: sh, bj, gz, cd or hk",
+    "CIFLOW_CALLBACK_MQ_MODE": "optional with tdmq; Topic (default: it triggers the callback function) or Queue",
+    "CIFLOW_CALLBACK_MQ_NAME": "optional; with tdmq (required then), the CMQ topic (or queue) name",
     "CIFLOW_TOKEN_TTL_SECONDS": "optional; how long a callback token stays valid (default 7 days)",
     "CIFLOW_MAX_CALLBACK_BYTES": "optional; largest callback body accepted (default 1 MiB)",
     "CIFLOW_BUCKETS": "optional; comma-separated buckets (name-appid) callbacks may act on",
@@ -64,6 +69,7 @@ class Settings:
     ci_endpoint: CiEndpoint
     state_prefix: str
     http_timeout: float
+    delivery: Delivery = URL
     reconcile_after_seconds: int = 900
     reconcile_give_up_seconds: int = 21600
     max_submit_attempts: int = 3
@@ -146,7 +152,10 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         http_timeout = float("nan")
     if not 0 < http_timeout <= 900:  # also rejects nan
         raise ConfigError(f"CIFLOW_HTTP_TIMEOUT: expected seconds between 0 and 900, got {timeout!r}")
+    delivery = _delivery(env.get("CIFLOW_CALLBACK_TYPE") or "url", env.get("CIFLOW_CALLBACK_MQ_REGION") or "",
+                         env.get("CIFLOW_CALLBACK_MQ_MODE") or "Topic", env.get("CIFLOW_CALLBACK_MQ_NAME") or "")
     return Settings(
+        delivery=delivery,
         region=region,
         callback_url=callback_url,
         callback_secret=secret,
@@ -164,6 +173,22 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         reconcile_give_up_seconds=_int(env, "CIFLOW_RECONCILE_GIVE_UP_SECONDS", 21600, 1, 30 * 24 * 3600),
         max_submit_attempts=_int(env, "CIFLOW_MAX_SUBMIT_ATTEMPTS", 3, 1, 20),
     )
+
+
+def _delivery(kind: str, region: str, mode: str, name: str) -> Delivery:
+    kind = kind.strip().lower()
+    if kind == "url":
+        return URL
+    if kind != "tdmq":
+        raise ConfigError(f"CIFLOW_CALLBACK_TYPE: must be url or tdmq, got {kind!r}")
+    raw = {"type": "tdmq", "mq_region": region.strip(), "mq_mode": mode.strip(), "mq_name": name.strip()}
+    delivery, problems = parse_delivery(raw, "delivery")
+    if delivery is None:
+        where, message = problems[0]
+        name = {"delivery.mq_region": "CIFLOW_CALLBACK_MQ_REGION", "delivery.mq_mode": "CIFLOW_CALLBACK_MQ_MODE",
+                "delivery.mq_name": "CIFLOW_CALLBACK_MQ_NAME"}.get(where, "CIFLOW_CALLBACK_TYPE")
+        raise ConfigError(f"{name}: {message}")
+    return delivery
 
 
 @functools.lru_cache(maxsize=1)

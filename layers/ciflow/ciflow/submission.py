@@ -187,12 +187,13 @@ class Submitter(Ports):
         attempt = int(claim["attempts"])
         user_data = UserData(rule=rule.name, etag=etag, attempt=attempt).encode()
         url = ""
-        if self.settings.callback_url:
+        delivery = rule.delivery or self.settings.delivery
+        if self.settings.callback_url and not delivery.is_queue:
             token = tokens.mint(self.settings.callback_secret, bucket, info.key, rule.name, etag,
                                 self.settings.token_ttl_seconds)
             url = callback_url(self.settings.callback_url, token)
         request = build_job(rule, info.key, user_data, url, self.settings.callback_format, bucket,
-                            self.settings.region)
+                            self.settings.region, delivery)
         pending, dropped = tagging.merge(tags, pending_tags(rule), managed_tags(rule))
         if dropped:
             logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
