@@ -3,7 +3,7 @@
 - Verifies COS request signatures against the configured credentials (temporary token included).
 - Validates `POST /jobs` bodies against the documented fields and limits.
 - Runs each job asynchronously on real media read from the object store, then POSTs the callback
-  (XML by default, JSON when asked) to the job's `CallBack` URL.
+  (XML by default, JSON when asked) to the job's `CallBack` URL (`callbacks`, with its switches).
 - `GET /jobs/<ids>`, `GET /jobs?...` (list, with `inputObject`) and `PUT /jobs/<id>?cancel`.
 
 Everything it received and sent is kept for inspection under `/_emulator/` (loopback only).
@@ -20,8 +20,6 @@ import queue
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,22 +27,19 @@ from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
+from . import callbacks
 from .cossign import Credential
 from .errors import ApiError
 from .http_api import ApiHandler
 from .request_xml import MAX_BODY_BYTES
 from .validation import ListQuery, validate_request
-from .xmlutil import to_xml
 
 __all__ = ["ApiError", "CiEmulator", "Job", "now_str"]  # ApiError: job types raise it from here
 
 CST = timezone(timedelta(hours=8))
 TIME_FMT = "%Y-%m-%dT%H:%M:%S%z"
 # Switches with a fixed set of values; configure() refuses anything else.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "json_jobs_detail": ("object", "array"),
-    "json_numbers": ("int", "str"),
-}
+CHOICES: dict[str, tuple[str, ...]] = {**callbacks.CHOICES}
 
 
 def now_str() -> str:
@@ -87,18 +82,12 @@ class CiEmulator:
         self.lost_jobs: list[dict[str, str]] = []
         self.config: dict[str, Any] = {
             "job_delay": 0.0,            # seconds before a job starts
-            "json_jobs_detail": "object",  # object | array (shape of JobsDetail in JSON callbacks)
-            "json_numbers": "int",       # int | str (how numbers are typed in JSON callbacks)
-            "callback_retries": 2,
+            **callbacks.DEFAULTS,        # the callback's shape and faults (see callbacks.py)
             "fail_next_creates": 0,      # answer the next N POST /jobs with 503 and create nothing
             # Fault injection (shares are probabilities per request / job / callback):
             "throttle_rate": 0.0,        # answer signed API requests with 429 or 503 before doing anything
             "accept_then_fail_rate": 0.0,  # create the job, then answer POST /jobs with 503
             "lose_job_rate": 0.0,        # accept a job that then vanishes (never runs, unknown to GET)
-            "callback_drop_rate": 0.0,   # never send the callback
-            "callback_duplicate_rate": 0.0,  # send the callback twice
-            "callback_delay": 0.0,       # seconds added before every callback
-            "callback_jitter": 0.0,      # up to this many random seconds more, which reorders callbacks
             "max_request_bytes": MAX_BODY_BYTES,  # larger POST /jobs bodies get InvalidContent
         }
         self.processors: dict[str, Processor] = {}
@@ -281,73 +270,13 @@ class CiEmulator:
                     job.detail["Operation"][failed[0]] = failed[1]
         with self._lock:
             job.detail["EndTime"] = now_str()
-        self._callback(job)
-
-    def _callback(self, job: Job) -> None:
-        url = job.request.get("CallBack")
-        if not url or url == "no" or job.request.get("CallBackType") == "TDMQ":
-            return
-        cfg = self.config
-        if random.random() < float(cfg.get("callback_drop_rate") or 0):
-            job.callbacks.append({"attempt": 0, "status": None, "error": "dropped (injected)", "time": time.time()})
-            return
-        copies = 2 if random.random() < float(cfg.get("callback_duplicate_rate") or 0) else 1
-        for n in range(copies):
-            delay = float(cfg.get("callback_delay") or 0) + random.uniform(0, float(cfg.get("callback_jitter") or 0))
-            if delay or n:
-                t = threading.Timer(delay + 0.05 * n, self._deliver, args=(job,))
-                t.daemon = True
-                t.start()
-            else:
-                self._deliver(job)
-
-    def _deliver(self, job: Job) -> None:
-        url = job.request["CallBack"]
-        fmt = job.request.get("CallBackFormat", "XML")
-        body, ctype = self.callback_body(job, fmt)
-        attempts = 1 + int(self.config.get("callback_retries", 2))
-        for attempt in range(attempts):
-            status, error = self.post(url, body, ctype)
-            job.callbacks.append({"attempt": attempt + 1, "status": status, "error": error,
-                                  "format": fmt, "time": time.time()})
-            if status and status < 500:
-                return
-            time.sleep(0.2 * (attempt + 1))
+        callbacks.send(self, job)
 
     def callback_body(self, job: Job, fmt: str) -> tuple[bytes, str]:
+        """(body, content type) of the job's callback as it would be sent now."""
         with self._lock:
-            detail = json.loads(json.dumps(job.detail))
-        if fmt == "JSON":
-            if self.config.get("json_numbers") == "str":
-                detail = _stringify(detail)
-            jd: Any = [detail] if self.config.get("json_jobs_detail") == "array" else detail
-            return json.dumps({"EventName": "TaskFinish", "JobsDetail": jd}).encode(), "application/json"
-        xml = to_xml("Response", {"EventName": "TaskFinish", "JobsDetail": detail})
-        return xml.encode("utf-8"), "application/xml"
-
-    @staticmethod
-    def post(url: str, body: bytes, ctype: str) -> tuple[int, str]:
-        req = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": ctype, "User-Agent": "tencent-ci-emulator"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                resp.read()
-                return resp.status, ""
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.reason if isinstance(exc.reason, str) else ""
-        except OSError as exc:
-            return 0, str(exc)
+            return callbacks.callback_body(job.detail, fmt, self.config)
 
     def input_url(self, job: Job) -> str:
         key = job.detail["Input"]["Object"]
         return f"http://{job.bucket}.cos.{job.region}.myqcloud.com/{quote(key, safe='/')}"
-
-
-def _stringify(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _stringify(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_stringify(v) for v in value]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    return value

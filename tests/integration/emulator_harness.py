@@ -11,7 +11,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 
 import boto3
@@ -56,7 +56,10 @@ class Emulator:
         self.s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, region_name=REGION,
                                aws_access_key_id="testing", aws_secret_access_key="testing",
                                config=Config(s3={"addressing_style": "path"}))
-        self.s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        try:
+            self.s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        except self.s3.exceptions.BucketAlreadyOwnedByYou:
+            pass  # moto keeps one backend per process: an earlier harness made it
         self.emu = CiEmulator(REGION, [Credential(SECRET_ID, SECRET_KEY, TOKEN)], self.s3_endpoint)
         self.emu.config.update(config)
         self.emu.start()
@@ -154,11 +157,12 @@ class CallbackReceiver:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def wait(self, count: int, timeout: float = 20) -> list[Received]:
+    def wait_for(self, match: Callable[[Received], bool], timeout: float = 20) -> Received:
+        """The first call `match` accepts, waiting for it up to `timeout` seconds."""
         with self._event:
-            if not self._event.wait_for(lambda: len(self.calls) >= count, timeout):
-                raise AssertionError(f"expected {count} callbacks, got {len(self.calls)}")
-            return list(self.calls)
+            if not self._event.wait_for(lambda: any(match(c) for c in self.calls), timeout):
+                raise AssertionError(f"no matching callback among {len(self.calls)} received")
+            return next(c for c in self.calls if match(c))
 
     def stop(self) -> None:
         if self._server is not None:
