@@ -116,7 +116,7 @@ class Reconciler(Ports):
         if is_final(detail):
             result = self.completer.complete(bucket, detail)
             if result.get("status") in ("superseded", "not-ours"):
-                records.drop_pending(rid)  # the claim moved on to a newer job, which has its own marker
+                # The claim moved on to a newer attempt, which shares this marker: leave it to that one.
                 return rid, "gone"
             return rid, "applied"
         if age > self.settings.reconcile_give_up_seconds:
