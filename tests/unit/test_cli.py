@@ -18,25 +18,13 @@ import pytest
 from ciflow import cli
 from ciflow.errors import RetryableError
 from ciflow.jobs import build_job
-from ciflow.operations import (
-    DUP_LIVE,
-    SKIP_DONE,
-    SKIP_SINCE,
-    Context,
-    Counts,
-    OperatorError,
-    PrefixRun,
-    TokenBucket,
-    Walker,
-    check_config,
-    explain,
-    listing_prefixes,
-    parse_rate,
-    parse_since,
-    redact_token,
-    run_keys,
-    status,
-)
+from ciflow.operations.check_config import check_config
+from ciflow.operations.context import Context, OperatorError
+from ciflow.operations.explain import explain, redact_token
+from ciflow.operations.parallel import TokenBucket
+from ciflow.operations.runs import PrefixRun, listing_prefixes, parse_rate, parse_since, run_keys
+from ciflow.operations.status import status
+from ciflow.operations.walker import DUP_LIVE, SKIP_DONE, SKIP_SINCE, Counts, Walker
 from ciflow.records import RecordId, Records
 from ciflow.rules import parse_rules
 from ciflow.settings import DEFAULT_RULES_FILE, load_settings

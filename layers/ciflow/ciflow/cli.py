@@ -25,28 +25,13 @@ from typing import Any, Callable, Optional, TextIO
 from . import __version__
 from .ci import CiJobs
 from .errors import ConfigError, PermanentError, RetryableError
-from .operations import (
-    ConfigReport,
-    Context,
-    Counts,
-    OperatorError,
-    Outcome,
-    PrefixRun,
-    ProgressSink,
-    RunReport,
-    StatusReport,
-    TokenBucket,
-    Walker,
-    check_bucket_allowed,
-    check_config,
-    explain,
-    load_rules_file,
-    parse_rate,
-    parse_since,
-    pick_bucket,
-    run_keys,
-    status,
-)
+from .operations.check_config import ConfigReport, check_config
+from .operations.context import Context, OperatorError, check_bucket_allowed, load_rules_file, pick_bucket
+from .operations.explain import explain
+from .operations.parallel import TokenBucket
+from .operations.runs import PrefixRun, ProgressSink, RunReport, parse_rate, parse_since, run_keys
+from .operations.status import StatusReport, status
+from .operations.walker import Counts, Outcome, Walker
 from .rules import get_rules
 from .settings import current_credentials, get_settings
 from .storage import Storage
