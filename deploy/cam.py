@@ -1,6 +1,6 @@
 """The CAM policy of the functions' execution role, derived from the calls the library makes.
 
-`sdk_calls()` reads `layers/ciflow/ciflow/*.py` with `ast` and lists every SDK call: any method
+`sdk_calls()` reads `layers/ciflow/ciflow/**/*.py` with `ast` and lists every SDK call: any method
 called on a client (`client`, `self.client`, `self._client`, `*_client()`), and any call, whatever
 the receiver, of an S3 operation (from botocore's model) or of a `ci_*` method. `ACTIONS` is the one
 table that maps each call to the CAM actions it needs. A call missing from the table stops the
@@ -124,7 +124,7 @@ def _raw_request(call: ast.Call, scope: ast.AST) -> str:
 def sdk_calls(library: Path = LIBRARY) -> list[SdkCall]:
     """Every method called on an SDK client in the library, in file and line order."""
     calls: list[tuple[int, SdkCall]] = []
-    for path in sorted(library.glob("*.py")):
+    for path in sorted(library.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
         for node in ast.walk(tree):

@@ -91,3 +91,16 @@ def test_raw_requests_are_named_by_method_and_path(tmp_path: Path) -> None:
         "    return client.send_request(method='POST', url=u)\n"
     )
     assert [c.name for c in cam.sdk_calls(tmp_path)] == ["send_request GET /jobs", "send_request"]
+
+
+def test_calls_in_sub_packages_are_found(tmp_path: Path) -> None:
+    # Given an SDK call in a sub-package of the library (ciflow/operations/...)
+    (tmp_path / "operations").mkdir()
+    (tmp_path / "operations" / "walk.py").write_text(
+        "def walk(client, b):\n"
+        "    return client.restore_object(Bucket=b, Key='k')\n"
+    )
+    # Then the policy generator sees it, named by its path
+    calls = cam.sdk_calls(tmp_path)
+    assert [c.name for c in calls] == ["restore_object"]
+    assert calls[0].where.endswith("operations/walk.py:2")
