@@ -6,10 +6,16 @@ zip holds its packages at the root. The dependencies come from manylinux wheels 
 needs, ships only an sdist whose C extension would be compiled for this machine; its own pure-Python
 fallback is packed as a wheel instead, and any compiled file not built for cp39 fails the build.
 
-Zips are deterministic (sorted entries, fixed timestamps and modes), so a rebuild is byte-identical.
-The dependencies layer, the only slow part, is cached under `dist/.cache/` by a hash of its inputs.
+Both layers ship bytecode for SCF's CPython 3.9 next to their sources (`__pycache__/*.cpython-39.pyc`):
+SCF's code and layer directories are read-only, so without it every cold start compiles every module
+it imports. The bytecode is compiled by a real CPython 3.9 (`scf_runtime.python39()`), hash-based and
+unchecked (PEP 552), so it depends on no file time and is loaded without reading the source again.
 
-    python -m deploy.package [--force] [--update-lock]
+Zips are deterministic (sorted entries, fixed timestamps and modes, bytecode compiled with a fixed hash
+seed under the runtime's own paths), so a rebuild is byte-identical. The dependencies layer, the only
+slow part, is cached under `dist/.cache/` by a hash of its inputs.
+
+    python -m deploy.package [--force] [--update-lock] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -51,6 +57,25 @@ DROP_SUFFIXES = (".pyc", ".pyi")
 DROP_FILES = {"py.typed", "RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+# Where SCF unpacks each artifact (platform.md §5): the bytecode names these paths in tracebacks.
+LAYER_ROOT = "/opt"
+CACHE_TAG = "cpython-39"
+# Compiled by CPython 3.9 itself: its compiler and marshal format, hash-based unchecked .pyc (PEP 552).
+# PYTHONHASHSEED is fixed because set and frozenset constants are marshalled in hash order.
+_COMPILE_SCRIPT = r"""
+import importlib.util, json, py_compile, sys
+if sys.implementation.cache_tag != "CACHE_TAG":
+    sys.exit("not CPython 3.9: " + sys.version)
+failed = []
+for src, cfile, dfile in json.load(sys.stdin):
+    try:
+        py_compile.compile(src, cfile=cfile, dfile=dfile, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    except py_compile.PyCompileError as exc:
+        failed.append(dfile + ": " + exc.msg.strip().splitlines()[-1])
+print(json.dumps({"magic": importlib.util.MAGIC_NUMBER.hex(), "failed": failed}))
+""".replace("CACHE_TAG", CACHE_TAG)
 
 Log = Callable[[str], None]
 
@@ -100,6 +125,56 @@ def tree(root: Path, prefix: str = "") -> list[tuple[str, Path]]:
     return out
 
 
+# --- bytecode for SCF's CPython 3.9 --------------------------------------------------------------
+
+def pyc_arcname(arcname: str) -> str:
+    """`pkg/mod.py` → `pkg/__pycache__/mod.cpython-39.pyc`, where CPython 3.9 looks for it."""
+    folder, _, name = arcname.rpartition("/")
+    return f"{folder + '/' if folder else ''}__pycache__/{name[:-3]}.{CACHE_TAG}.pyc"
+
+
+def python39_or_fail() -> str:
+    py39 = python39()
+    if py39 is None:
+        raise BuildError("the layers ship bytecode for CPython 3.9 and none was found here (pyenv 3.9.18 or "
+                         "python3.9 on PATH); install one, or build without bytecode with --no-bytecode "
+                         "(every cold start then compiles the modules it imports)")
+    return py39
+
+
+def python39_version(python: str) -> str:
+    return subprocess.run([python, "-S", "-c", "import sys; print(sys.version)"], capture_output=True, text=True,
+                          check=True, timeout=60).stdout.strip()
+
+
+def with_bytecode(files: list[tuple[str, Path]], root: str, staging: Path, python: str) -> list[tuple[str, Path]]:
+    """`files` plus the CPython 3.9 bytecode of every `.py` among them, compiled by `python` into
+    `staging` (the sources are only read). `root` is where the artifact is unpacked on SCF, so the
+    bytecode names the files as they will be there. Raises BuildError naming any file 3.9 cannot compile."""
+    jobs, compiled = [], []
+    for arcname, path in files:
+        if not arcname.endswith(".py"):
+            continue
+        pyc = pyc_arcname(arcname)
+        cfile = staging / pyc
+        jobs.append([str(path), str(cfile), f"{root}/{arcname}"])
+        compiled.append((pyc, cfile))
+    if not jobs:
+        return list(files)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "LC_ALL": "C.UTF-8"}
+    proc = subprocess.run([python, "-S", "-c", _COMPILE_SCRIPT], input=json.dumps(jobs), capture_output=True,
+                          text=True, env=env, check=False, timeout=900)
+    if proc.returncode != 0:
+        raise BuildError(f"compiling bytecode with {python} failed:\n{proc.stderr[-3000:]}")
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if report["failed"]:
+        raise BuildError("CPython 3.9 cannot compile:\n  " + "\n  ".join(report["failed"]))
+    missing = [str(c) for _, c in compiled if not c.is_file()]
+    if missing:
+        raise BuildError("bytecode not written:\n  " + "\n  ".join(missing[:20]))
+    return [*files, *compiled]
+
+
 # --- the code and the ciflow layer ---------------------------------------------------------------
 
 def build_function_code(out: Path) -> Artifact:
@@ -107,11 +182,15 @@ def build_function_code(out: Path) -> Artifact:
     return write_zip([(f"functions/{p.name}", p) for p in (ROOT / "functions").glob("*.py")], out)
 
 
-def build_ciflow_layer(out: Path) -> Artifact:
-    """The library as `ciflow/` at the zip root (importable from /opt), with its bundled rules."""
-    files = [(a, p) for a, p in tree(ROOT / "layers" / "ciflow" / "ciflow", "ciflow/")
-             if p.suffix in (".py", ".json")]
-    return write_zip(files, out)
+def build_ciflow_layer(out: Path, python: Optional[str] = None, source: Optional[Path] = None) -> Artifact:
+    """The library as `ciflow/` at the zip root (importable from /opt), with its bundled rules, and
+    its bytecode for CPython 3.9 when `python` (a 3.9 interpreter) is given."""
+    source = source or ROOT / "layers" / "ciflow" / "ciflow"
+    files = [(a, p) for a, p in tree(source, "ciflow/") if p.suffix in (".py", ".json")]
+    if python is None:
+        return write_zip(files, out)
+    with tempfile.TemporaryDirectory(prefix="ciflow-pyc-") as tmp:
+        return write_zip(with_bytecode(files, LAYER_ROOT, Path(tmp), python), out)
 
 
 # --- the dependencies layer ----------------------------------------------------------------------
@@ -254,17 +333,19 @@ def check_binaries(site: Path) -> None:
         raise BuildError("compiled files not built for CPython 3.9 on x86-64 Linux:\n  " + "\n  ".join(bad))
 
 
-def deps_fingerprint() -> str:
+def deps_fingerprint(compiler: str = "") -> str:
+    """A hash of everything the dependencies layer is built from, including the exact CPython 3.9 that
+    compiles its bytecode (`compiler`, its sys.version; empty when built without bytecode)."""
     h = hashlib.sha256()
     for part in (REQUIREMENTS.read_bytes(), LOCK.read_bytes(), Path(__file__).read_bytes(),
-                 f"{PLATFORM}/{IMPLEMENTATION}/{PYTHON_VERSION}".encode()):
+                 f"{PLATFORM}/{IMPLEMENTATION}/{PYTHON_VERSION}".encode(), compiler.encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()[:16]
 
 
-def build_deps_layer(out: Path, log: Log, force: bool = False) -> Artifact:
+def build_deps_layer(out: Path, log: Log, force: bool = False, python: Optional[str] = None) -> Artifact:
     cache = out.parent / ".cache"
-    cached = cache / f"layer-deps-{deps_fingerprint()}.zip"
+    cached = cache / f"layer-deps-{deps_fingerprint(python39_version(python) if python else '')}.zip"
     if cached.exists() and not force:
         log(f"dependencies layer unchanged (cached {cached.name})")
     else:
@@ -274,10 +355,15 @@ def build_deps_layer(out: Path, log: Log, force: bool = False) -> Artifact:
             check_resolution(site)
             slim(site)
             check_binaries(site)
+            files = tree(site)
+            if python is not None:
+                log(f"compiling the dependencies' bytecode with {python} ...")
+                staging = Path(tmp) / "pyc"
+                files = with_bytecode(files, LAYER_ROOT, staging, python)
             cache.mkdir(parents=True, exist_ok=True)
             for stale in cache.glob("layer-deps-*.zip"):
                 stale.unlink()
-            write_zip(tree(site), cached)
+            write_zip(files, cached)
     shutil.copyfile(cached, out)
     art = Artifact(out.stem, out, out.stat().st_size, _unzipped(out))
     if art.size > DEPS_LIMIT:
@@ -318,12 +404,14 @@ def update_lock(log: Log) -> None:
 
 # --- entry point ---------------------------------------------------------------------------------
 
-def build(dist: Path = DIST, force: bool = False, log: Log = print) -> dict[str, Artifact]:
-    """Build all three artifacts into `dist`; the dependencies layer comes from the cache when unchanged."""
+def build(dist: Path = DIST, force: bool = False, log: Log = print, bytecode: bool = True) -> dict[str, Artifact]:
+    """Build all three artifacts into `dist`; the dependencies layer comes from the cache when unchanged.
+    With `bytecode` (the default) both layers carry CPython 3.9 bytecode, which needs a local 3.9."""
+    py39 = python39_or_fail() if bytecode else None
     return {
         "function-code": build_function_code(dist / "function-code.zip"),
-        "layer-ciflow": build_ciflow_layer(dist / "layer-ciflow.zip"),
-        "layer-deps": build_deps_layer(dist / "layer-deps.zip", log, force),
+        "layer-ciflow": build_ciflow_layer(dist / "layer-ciflow.zip", py39),
+        "layer-deps": build_deps_layer(dist / "layer-deps.zip", log, force, py39),
     }
 
 
@@ -335,11 +423,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deploy.package", description=__doc__.split("\n\n")[0])
     p.add_argument("--force", action="store_true", help="rebuild the dependencies layer even if cached")
     p.add_argument("--update-lock", action="store_true", help=f"re-resolve and rewrite {LOCK.name}, then build")
+    p.add_argument("--no-bytecode", action="store_true",
+                   help="ship sources only (no CPython 3.9 needed; every cold start compiles what it imports)")
     ns = p.parse_args(argv)
     try:
         if ns.update_lock:
             update_lock(print)
-        artifacts = build(force=ns.force or ns.update_lock)
+        artifacts = build(force=ns.force or ns.update_lock, bytecode=not ns.no_bytecode)
     except BuildError as exc:
         print(f"package: {exc}", file=sys.stderr)
         return 1

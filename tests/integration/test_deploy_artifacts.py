@@ -69,9 +69,15 @@ def test_the_three_artifacts_fit_scf(artifacts: dict[str, package.Artifact]) -> 
     for entries in names.values():
         for n in entries:
             parts = n.split("/")
-            assert "__pycache__" not in parts and "tests" not in parts and not n.endswith((".pyc", ".pyi")), n
+            assert "tests" not in parts and not n.endswith(".pyi"), n
+            # the only bytecode: CPython 3.9's, where 3.9 looks for it
+            assert ("__pycache__" not in parts and not n.endswith(".pyc")) or n.endswith(".cpython-39.pyc"), n
+    # both layers carry the 3.9 bytecode of every module they ship (deploy/package.py)
+    for layer in ("layer-ciflow", "layer-deps"):
+        pyc = {n for n in names[layer] if n.endswith(".pyc")}
+        assert {package.pyc_arcname(n) for n in names[layer] if n.endswith(".py")} == pyc, layer
     # crcmod is its pure-Python fallback; compiled modules are for CPython 3.9 (or the stable ABI)
-    assert not [n for n in names["layer-deps"] if n.startswith("crcmod/") and not n.endswith(".py")]
+    assert not [n for n in names["layer-deps"] if n.startswith("crcmod/") and not n.endswith((".py", ".pyc"))]
     assert all(package.SO_NAME.search(n) for n in names["layer-deps"] if n.endswith(".so"))
     # botocore carries only the S3 and STS models
     services = {n.split("/")[2] for n in names["layer-deps"] if n.startswith("botocore/data/") and n.count("/") > 2}

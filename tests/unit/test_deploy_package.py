@@ -107,3 +107,75 @@ def test_the_lock_pins_every_requirement_at_its_version_and_crcmod() -> None:
     locked, wanted = pins(package.LOCK), pins(package.REQUIREMENTS)
     assert {name: locked.get(name) for name in wanted} == wanted, "layer-deps.lock is stale: --update-lock"
     assert "crcmod" in locked
+
+
+# --- bytecode for SCF's CPython 3.9 ----------------------------------------------------------------
+
+MAGIC_39 = bytes.fromhex("610d0d0a")  # importlib.util.MAGIC_NUMBER of CPython 3.9
+
+
+@pytest.fixture(scope="module")
+def py39() -> str:
+    from deploy.scf_runtime import python39
+
+    found = python39()
+    if found is None:
+        pytest.skip("no CPython 3.9 here (pyenv 3.9.18 or python3.9 on PATH): bytecode is compiled by 3.9")
+    return found
+
+
+def zipped_with_bytecode(src: Path, staging: Path, out: Path, py39: str) -> dict[str, bytes]:
+    files = package.with_bytecode(package.tree(src, "pkg/"), package.LAYER_ROOT, staging, py39)
+    package.write_zip(files, out)
+    with zipfile.ZipFile(out) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def test_bytecode_is_compiled_by_python39_unchecked_and_identical_whatever_the_times(tmp_path: Path,
+                                                                                      py39: str) -> None:
+    # Given a module with a set constant (marshalled in hash order) and a package init
+    src = tmp_path / "src"
+    write(src / "__init__.py", b"")
+    mod = write(src / "mod.py", b"def f(x):\n    return x in {'a', 'b', 'c', 'd', 'e'}\n")
+    # When it is zipped with its bytecode twice, from other staging folders, the sources touched between
+    one = zipped_with_bytecode(src, tmp_path / "stage-one", tmp_path / "one.zip", py39)
+    os.utime(mod, (1_900_000_000, 1_900_000_000))
+    two = zipped_with_bytecode(src, tmp_path / "stage-two", tmp_path / "two.zip", py39)
+    assert two == one
+    # Then the archives are byte-identical, with a .pyc where CPython 3.9 looks for each module
+    assert (tmp_path / "one.zip").read_bytes() == (tmp_path / "two.zip").read_bytes()
+    assert sorted(one) == ["pkg/__init__.py", "pkg/__pycache__/__init__.cpython-39.pyc",
+                           "pkg/__pycache__/mod.cpython-39.pyc", "pkg/mod.py"]
+    pyc = one["pkg/__pycache__/mod.cpython-39.pyc"]
+    # 3.9's magic number; flags 0b01: hash-based and unchecked (PEP 552), so no mtime is involved
+    assert pyc[:4] == MAGIC_39 and int.from_bytes(pyc[4:8], "little") == 0b01
+    # named as SCF unpacks it, never by the build's temporary paths
+    assert b"/opt/pkg/mod.py" in pyc and str(tmp_path).encode() not in pyc
+
+
+def test_bytecode_that_python39_cannot_compile_fails_the_build_naming_the_file(tmp_path: Path, py39: str) -> None:
+    write(tmp_path / "src" / "new.py", b"match x:\n    case 1:\n        pass\n")  # 3.10 syntax
+    with pytest.raises(package.BuildError, match=r"/opt/pkg/new\.py"):
+        package.with_bytecode(package.tree(tmp_path / "src", "pkg/"), package.LAYER_ROOT, tmp_path / "stage", py39)
+
+
+def test_the_ciflow_layer_ships_bytecode_for_every_module_and_rebuilds_identically(tmp_path: Path,
+                                                                                    py39: str) -> None:
+    # A snapshot of the library, so a concurrent edit of the working tree cannot tell the builds apart
+    import shutil
+
+    src = tmp_path / "ciflow"
+    shutil.copytree(package.ROOT / "layers" / "ciflow" / "ciflow", src,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    one = package.build_ciflow_layer(tmp_path / "one" / "layer-ciflow.zip", py39, src)
+    two = package.build_ciflow_layer(tmp_path / "two" / "layer-ciflow.zip", py39, src)
+    assert one.path.read_bytes() == two.path.read_bytes()
+    names = zipfile.ZipFile(one.path).namelist()
+    sources = [n for n in names if n.endswith(".py")]
+    assert sources and sorted(package.pyc_arcname(n) for n in sources) == sorted(n for n in names if n.endswith(".pyc"))
+
+
+def test_without_python39_the_build_says_how_to_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(package, "python39", lambda: None)
+    with pytest.raises(package.BuildError, match="--no-bytecode"):
+        package.build(tmp_path, log=lambda _: None)
