@@ -10,10 +10,13 @@ writers leave them zero or wrong, and an attacker can set them to cover a payloa
 * Any other compression: ``biSizeImage`` is the only description of the data, so it is used
   when set; otherwise the pixel data is taken to run to the end of the file.
 
-A V5 header's ICC profile (embedded, or the file name of a linked one) that follows the pixel
-array belongs to the image too.
-A ``bfOffBits`` that points inside the header is nonsense; the pixels are then taken to follow
-the header, bit masks and palette.
+Raw and RLE pixel data is searched for payload signatures, as a payload written over the last
+rows of a shortened file would otherwise pass for pixels. A V5 header's ICC profile (embedded,
+or the file name of a linked one) that follows the pixel array belongs to the image too.
+
+A ``bfOffBits`` that points inside the header, bit masks or palette is nonsense (writers that
+forget the palette set it to the header's end); the pixels then follow the palette, as Pillow
+reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
+from .payloads import find_payload
 from .walk import BROKEN, COMPLETE, TRUNCATED, Walk
 
 _DEPTHS = (1, 2, 4, 8, 16, 24, 32, 64)
@@ -75,10 +79,11 @@ def walk_bmp(data: bytes) -> Walk:
             (colors,) = struct.unpack_from("<I", data, 46)
     masks = 16 if dib == 40 and compression == 6 else 12 if dib == 40 and compression == 3 else 0
     palette = 0
-    if bpp <= 8:
+    if 1 <= bpp <= 8:
         entries = colors if 0 < colors <= 1 << bpp else 1 << bpp
         palette = entries * (3 if dib == 12 else 4)
-    pixels = off_bits if off_bits >= header_end else header_end + masks + palette
+    after_palette = header_end + masks + palette
+    pixels = off_bits if off_bits >= after_palette else after_palette
     rows = abs(height)
 
     if compression in _UNCOMPRESSED:
@@ -102,6 +107,12 @@ def walk_bmp(data: bytes) -> Walk:
 
     if walk.status == COMPLETE and walk.end > n:
         return Walk(TRUNCATED, pixels, pixels < n or walk.end == pixels, pixels, "pixel array is cut off")
+    if walk.status == COMPLETE and compression not in (_JPEG, _PNG):
+        # Pixel data cannot be checked without decoding it, so, like JPEG scan data, it is
+        # searched for payloads: one written over the last rows of a shortened file ends it.
+        found = find_payload(data, pixels, walk.end)
+        if found is not None:
+            return Walk(BROKEN, found, True, found, f"a payload at offset {found} inside the pixel data")
     if walk.status == COMPLETE and dib >= 124:
         cstype, profile, profile_size = struct.unpack_from("<I52xII", data, 70)
         start, stop = 14 + profile, 14 + profile + profile_size
