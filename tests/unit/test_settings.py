@@ -316,3 +316,34 @@ def test_env_vars_say_whether_required():
     # Every entry starts with whether it is required, so the deploy checks can tell
     for name, text in ENV_VARS.items():
         assert text.startswith(("required", "optional")), name
+
+
+def test_the_rules_follow_the_settings_after_a_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rules are cached per process like the settings; a reset of the settings reaches them too,
+    # although the settings module does not know the rules module (it sits below it).
+    import json
+
+    from ciflow.rules import get_rules
+    from ciflow.settings import get_settings, reset_settings
+
+    with open(DEFAULT_RULES_FILE, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    for k, v in BASE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("CIFLOW_RULES", json.dumps(doc))
+    reset_settings()
+    try:
+        first = get_rules()
+        assert get_rules() is first                       # cached
+        doc["rules"][0]["name"] = "renamed"
+        monkeypatch.setenv("CIFLOW_RULES", json.dumps(doc))
+        assert get_rules() is first                       # the environment is read once per cold start
+        reset_settings()
+        assert [r.name for r in get_rules().rules] == ["renamed"]
+        assert get_settings().rules_text == json.dumps(doc)
+        monkeypatch.setenv("CIFLOW_STATE_PREFIX", "state/")
+        reset_settings()
+        assert get_rules().quarantine_prefix == first.quarantine_prefix and get_settings().state_prefix == "state/"
+    finally:
+        monkeypatch.undo()
+        reset_settings()

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from .delivery import Delivery, parse_delivery
 from .errors import ConfigError
+from .settings import get_settings
 
 JOB_TYPES = ("ImageInspect", "VideoTargetRec", "VideoEnhance", "DigitalWatermark")
 OUTCOMES = {
@@ -423,10 +424,15 @@ def parse_rules(text: str, source: str = "rules", state_prefix: str = ".ciflow/"
     return RuleSet(rules=tuple(rules), quarantine_prefix=qp)
 
 
-@functools.lru_cache(maxsize=1)
 def get_rules() -> RuleSet:
-    """The process-wide rules, parsed once from the settings' rules source."""
-    from .settings import get_settings
+    """The process-wide rules, parsed once from the settings' rules source.
 
+    Cached by what they are parsed from, so they follow the settings: `reset_settings()` is enough.
+    """
     s = get_settings()
-    return parse_rules(s.rules_text, s.rules_source, s.state_prefix)
+    return _parsed_rules(s.rules_text, s.rules_source, s.state_prefix)
+
+
+@functools.lru_cache(maxsize=1)
+def _parsed_rules(text: str, source: str, state_prefix: str) -> RuleSet:
+    return parse_rules(text, source, state_prefix)

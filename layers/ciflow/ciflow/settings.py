@@ -198,12 +198,10 @@ def get_settings() -> Settings:
 
 
 def reset_settings() -> None:
-    """Forget cached settings and rules (tests, or after changing the environment). Cached clients
-    need no reset: they are keyed by credentials, endpoint and region, so they follow."""
+    """Forget cached settings (tests, or after changing the environment). The rules and the cached
+    clients need no reset: they are keyed by what they are built from (the rules text; credentials,
+    endpoint and region), so they follow."""
     get_settings.cache_clear()
-    from . import rules
-
-    rules.get_rules.cache_clear()
 
 
 def current_credentials(env: Optional[Mapping[str, str]] = None) -> Credentials:
