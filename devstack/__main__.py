@@ -6,20 +6,103 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any, Optional
 
+from .objectstore import COPY_LIMIT_BYTES, EVENT_FORMS, IF_NONE_MATCH, KEY_ENCODINGS, S3_COPY_CONDITIONS, VERSIONING
 from .stack import Stack, StackOptions, write_env_file
 
 
 def _options(ns: argparse.Namespace) -> StackOptions:
-    return StackOptions(key_encoding=ns.key_encoding, callback_format=ns.callback_format,
+    return StackOptions(buckets=ns.buckets, key_encoding=ns.key_encoding, callback_format=ns.callback_format,
                         event_shape=ns.event_shape, context_style=ns.context_style, rules_file=ns.rules,
-                        event_copies=ns.event_copies, reconcile_every=ns.reconcile_every,
+                        event_copies=ns.event_copies, event_form=ns.event_form, if_none_match=ns.if_none_match,
+                        s3_copy_conditions=ns.s3_copy_conditions, copy_limit_bytes=ns.copy_limit_bytes,
+                        versioning=dict(ns.versioning), callback_user_data=ns.callback_user_data,
+                        clock_offsets=dict(ns.clock_offset), reconcile_every=ns.reconcile_every,
                         reconcile_after=ns.reconcile_after, function_python=ns.function_python,
                         function_root=ns.function_root, no_trigger=ns.no_trigger)
 
 
+def _pair(kind: str, choices: Optional[tuple[str, ...]] = None) -> Any:
+    """An argparse type for NAME=VALUE."""
+
+    def parse(text: str) -> tuple[str, Any]:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"expected NAME={kind}, got {text!r}")
+        if choices is not None:
+            if value not in choices:
+                raise argparse.ArgumentTypeError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+            return name, value
+        try:
+            return name, float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected {kind}, got {value!r}") from None
+
+    return parse
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a size >= 0, got {value}")
+    return value
+
+
+def _buckets(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected at least one bucket name")
+    return names
+
+
+def _add_switches(s: argparse.ArgumentParser) -> None:
+    g = s.add_argument_group(
+        "platform switches",
+        "Platform behaviour that is not verified, and settings the tests run in every variant. Defaults are "
+        "the setting least favourable to the functions, except where a switch says otherwise. Most can also "
+        "be changed while the stack runs: POST JSON to $CIFLOW_DEV_CONFIG, e.g. "
+        '{"if_none_match": "honour", "versioning": {"uploads": "Enabled"}}; '
+        "the CI emulator's through $CIFLOW_DEV_CI_ADMIN/config.")
+    g.add_argument("--key-encoding", choices=list(KEY_ENCODINGS), default="raw",
+                   help="how the object key appears in COS events' cosObject.key (default: %(default)s)")
+    g.add_argument("--event-form", choices=list(EVENT_FORMS), default="documented",
+                   help="documented: exactly the documented event's fields; logged: also meta.ETag, "
+                        "meta.x-cos-storage-class, vid, s3Region, cosRegion and reqid (default: %(default)s)")
+    g.add_argument("--event-copies", type=int, default=1,
+                   help="deliver each COS event N times (delivery is at-least-once; default: %(default)s)")
+    g.add_argument("--if-none-match", choices=list(IF_NONE_MATCH), default="ignore",
+                   help="S3's If-None-Match: * on PUT; whether COS honours, ignores or rejects it is "
+                        "unverified (default: %(default)s)")
+    g.add_argument("--s3-copy-conditions", choices=list(S3_COPY_CONDITIONS), default="honour",
+                   help="the S3 spelling x-amz-copy-source-if-(none-)match on copies (unverified; COS's own "
+                        "x-cos-copy-source-If-(None-)Match is always honoured). Default %(default)s, because the "
+                        "functions send only the S3 spelling today; ignore is the stricter setting")
+    g.add_argument("--copy-limit-bytes", type=_size, default=COPY_LIMIT_BYTES, metavar="BYTES",
+                   help="largest source of PUT Object - Copy; larger gives 400 EntityTooLarge "
+                        "(COS: 5 GB; default: %(default)s)")
+    g.add_argument("--versioning", type=_pair("Enabled|Suspended", VERSIONING), action="append", default=[],
+                   metavar="BUCKET=Enabled|Suspended",
+                   help="turn versioning on for a bucket (short name; repeatable). On such buckets "
+                        "x-cos-forbid-overwrite has no effect and deletes leave earlier versions readable")
+    g.add_argument("--callback-user-data", choices=["omit", "echo"], default=None,
+                   help="whether CI callbacks carry Operation.UserData (the documented callback has none; "
+                        "default: the CI emulator's)")
+    g.add_argument("--clock-offset", type=_pair("SECONDS"), action="append", default=[],
+                   metavar="FUNCTION=SECONDS",
+                   help="run a function (submit, callback, reconcile) with its clock this far ahead "
+                        "(negative: behind); repeatable")
+
+
 def serve(ns: argparse.Namespace) -> int:
-    stack = Stack(_options(ns)).start()
+    try:
+        stack = Stack(_options(ns)).start()
+    except ValueError as exc:
+        print(f"python -m devstack serve: {exc}", file=sys.stderr)
+        return 2
     env = stack.env()
     write_env_file(ns.env_file, env)
     if not ns.quiet:
@@ -28,6 +111,8 @@ def serve(ns: argparse.Namespace) -> int:
         print(f"  CI emulator (/jobs)         : {stack.emulator.endpoint}")
         print(f"  callback function URL       : {stack.trigger.url}")
         print(f"  buckets                     : {', '.join(stack.bucket_names)}")
+        for name, status in stack.o.versioning.items():
+            print(f"  versioning                  : {name}-{stack.o.appid} {status}")
         print("  watched prefix              : uploads/ (see the rules)   quarantine: quarantine/")
         print(f"\nValues written to {ns.env_file}; for example:\n")
         print(f"  set -a; source {ns.env_file}; set +a")
@@ -50,11 +135,11 @@ def main(argv: list = None) -> int:
     s = sub.add_parser("serve", help="run the local stack in the foreground")
     s.add_argument("--env-file", default=".devstack.env")
     s.add_argument("--quiet", action="store_true")
-    s.add_argument("--key-encoding", choices=["raw", "url", "mixed"], default="raw")
+    s.add_argument("--buckets", type=_buckets, default=["uploads", "other"], metavar="NAME,NAME",
+                   help="bucket short names; each becomes <name>-<appid> (default: uploads,other)")
     s.add_argument("--callback-format", choices=["XML", "JSON"], default="XML")
     s.add_argument("--event-shape", choices=["function-url", "apigw"], default="function-url")
     s.add_argument("--context-style", choices=["object", "dict"], default="object")
-    s.add_argument("--event-copies", type=int, default=1)
     s.add_argument("--rules", default=None, help="rules JSON file for the functions")
     s.add_argument("--reconcile-every", type=float, default=2.0, help="reconcile timer period (0 = off)")
     s.add_argument("--reconcile-after", type=int, default=10, help="CIFLOW_RECONCILE_AFTER_SECONDS")
@@ -65,6 +150,7 @@ def main(argv: list = None) -> int:
     s.add_argument("--no-trigger", action="store_true",
                    help="keep the object store running but deliver no COS events (objects uploaded before "
                         "any trigger existed; process them with `python -m ciflow backfill`)")
+    _add_switches(s)
     d = sub.add_parser("demo", help="start the stack, upload samples, print what happened")
     d.add_argument("--timeout", type=float, default=180)
     c = sub.add_parser("chaos", help="run every fault scenario and print the reliability table")
@@ -73,6 +159,8 @@ def main(argv: list = None) -> int:
     ns = p.parse_args(argv)
     if ns.cmd == "serve" and bool(ns.function_python) != bool(ns.function_root):
         p.error("--function-python and --function-root go together")
+    if ns.cmd == "serve" and set(dict(ns.versioning)) - set(ns.buckets):
+        p.error(f"--versioning names a bucket not in --buckets ({', '.join(ns.buckets)})")
     if ns.cmd == "serve":
         return serve(ns)
     if ns.cmd == "chaos":

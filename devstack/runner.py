@@ -59,6 +59,9 @@ class FunctionHost:
         self.invocations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.runtime: dict[str, Any] = {"python": platform.python_version(), "executable": sys.executable}
+        # Seconds added to a function's clock (`time.time()` as the function's own code reads it).
+        self.clock_offsets: dict[str, float] = {}
+        self._offset_pool: Optional[WorkerPool] = None
         for p in (str(ROOT / "layers" / "ciflow"), str(ROOT / "functions")):
             if p not in sys.path:
                 sys.path.insert(0, p)
@@ -81,8 +84,11 @@ class FunctionHost:
         started = time.time()
         entry: dict[str, Any] = {"function": name, "request_id": request_id, "attempt": attempt,
                                  "started": started}
+        offset = float(self.clock_offsets.get(name) or 0.0)
+        if offset:
+            entry["clock_offset"] = offset
         try:
-            result = self.handler(name)(event, self.context(name, request_id))
+            result = self._run(name, event, self.context(name, request_id), offset)
             entry.update(ok=True, result=result)
             return result
         except Exception as exc:
@@ -95,8 +101,22 @@ class FunctionHost:
             with self._lock:
                 self.invocations.append(entry)
 
+    def _run(self, name: str, event: Any, context: Any, clock_offset: float) -> Any:
+        if not clock_offset:
+            return self.handler(name)(event, context)
+        # In-process functions share this process's clock, so a function whose clock runs ahead or behind
+        # runs in a worker process of this interpreter, from the source tree, with its clock offset there.
+        with self._lock:
+            if self._offset_pool is None:
+                self._offset_pool = WorkerPool(functools.partial(_Worker.from_source, ROOT), self.context_style)
+        return self._offset_pool.call(name, event, context, clock_offset)
+
     def close(self) -> None:
         """Release the function instances (in-process functions hold none)."""
+        with self._lock:
+            pool, self._offset_pool = self._offset_pool, None
+        if pool is not None:
+            pool.close()
 
 
 class FunctionError(Exception):
@@ -117,14 +137,25 @@ def scf_environment(root: Path) -> dict[str, str]:
 
 
 class _Worker:
-    """One function instance: a `worker.py` process of the runtime's interpreter."""
+    """One function instance: a `worker.py` process serving one invocation at a time."""
 
-    def __init__(self, python: str, root: Path, name: str, timeout: float):
-        # -S: no site-packages of that interpreter, so every dependency must come from the layers.
-        self.proc = subprocess.Popen([python, "-S", str(WORKER), str(root / "var" / "user"), name],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=scf_environment(root),
-                                     text=True, encoding="utf-8")
+    def __init__(self, command: list[str], env: dict[str, str], timeout: float):
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+                                     encoding="utf-8")
         self.hello = self._read(timeout)  # which Python and which ciflow the instance runs
+
+    @classmethod
+    def packaged(cls, python: str, root: Path, name: str, timeout: float = 120) -> _Worker:
+        """From packaged artifacts under `root`. -S: no site-packages of that interpreter, so every
+        dependency must come from the layers."""
+        return cls([python, "-S", str(WORKER), str(root / "var" / "user"), name], scf_environment(root), timeout)
+
+    @classmethod
+    def from_source(cls, root: Path, name: str, timeout: float = 120) -> _Worker:
+        """From the source tree, with this interpreter and its site-packages."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env.update(PYTHONPATH=str(root / "layers" / "ciflow"), PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+        return cls([sys.executable, str(WORKER), str(root), name], env, timeout)
 
     def _read(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -152,38 +183,34 @@ class _Worker:
             self.proc.wait(timeout=5)
 
 
-class WorkerFunctionHost(FunctionHost):
-    """Functions from packaged artifacts under `root` (`var/user`, `opt`), run by `python`.
+class WorkerPool:
+    """Function instances in worker processes. Like SCF, an instance serves one invocation at a time, and
+    concurrent invocations get more instances. A function error or timeout is raised as FunctionError."""
 
-    Like SCF, an instance serves one invocation at a time, and concurrent invocations get more
-    instances. A function error or timeout is raised as FunctionError, so retries work as before.
-    """
-
-    def __init__(self, region: str, appid: str, context_style: str, python: str, root: str,
-                 timeout: float = 120):
-        super().__init__(region, appid, context_style)
-        self.python = python
-        self.root = Path(root).resolve()
+    def __init__(self, spawn: Callable[[str], _Worker], context_style: str, timeout: float = 120):
+        self.spawn = spawn
+        self.context_style = context_style
         self.timeout = timeout
+        self.hello: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self._idle: dict[str, list[_Worker]] = {}
         self._workers: list[_Worker] = []
 
-    def handler(self, name: str) -> Callable[[Any, Any], Any]:
-        return functools.partial(self._call, name)
-
-    def _call(self, name: str, event: Any, context: Any) -> Any:
+    def call(self, name: str, event: Any, context: Any, clock_offset: float = 0.0) -> Any:
         fields = context if isinstance(context, dict) else dataclasses.asdict(context)
         with self._lock:
             idle = self._idle.setdefault(name, [])
             worker = idle.pop() if idle else None
         if worker is None:
-            worker = _Worker(self.python, self.root, name, self.timeout)
+            worker = self.spawn(name)
             with self._lock:
                 self._workers.append(worker)
-                self.runtime = worker.hello
+                self.hello = worker.hello
+        request = {"event": event, "context": fields, "context_style": self.context_style}
+        if clock_offset:
+            request["clock_offset"] = clock_offset
         try:
-            answer = worker.call({"event": event, "context": fields, "context_style": self.context_style},
-                                 self.timeout)
+            answer = worker.call(request, self.timeout)
         except Exception:
             worker.stop()
             raise
@@ -198,6 +225,33 @@ class WorkerFunctionHost(FunctionHost):
             workers, self._workers, self._idle = self._workers, [], {}
         for worker in workers:
             worker.stop()
+
+
+class WorkerFunctionHost(FunctionHost):
+    """Functions from packaged artifacts under `root` (`var/user`, `opt`), run by `python` in worker
+    processes (`WorkerPool`), so retries work as before."""
+
+    def __init__(self, region: str, appid: str, context_style: str, python: str, root: str,
+                 timeout: float = 120):
+        super().__init__(region, appid, context_style)
+        self.python = python
+        self.root = Path(root).resolve()
+        self.timeout = timeout
+        self.pool = WorkerPool(lambda name: _Worker.packaged(self.python, self.root, name, self.timeout),
+                               context_style, timeout)
+
+    def handler(self, name: str) -> Callable[[Any, Any], Any]:
+        return functools.partial(self.pool.call, name)
+
+    def _run(self, name: str, event: Any, context: Any, clock_offset: float) -> Any:
+        try:
+            return self.pool.call(name, event, context, clock_offset)
+        finally:
+            self.runtime = self.pool.hello or self.runtime
+
+    def close(self) -> None:
+        self.pool.close()
+        super().close()
 
 
 class AsyncInvoker:
@@ -370,11 +424,17 @@ class HttpTrigger:
                                                 for r in e["event"].get("Records", [])]}
                                       for e in trigger.invoker.events]}
                 elif trigger.on_admin is not None:
-                    out = trigger.on_admin(path, self.command, body)
+                    try:
+                        out = trigger.on_admin(path, self.command, body)
+                    except ValueError as exc:  # a bad setting: say which, change nothing
+                        return self._answer(400, {"error": str(exc)})
                 else:
                     out = None
+                return self._answer(200 if out is not None else 404, out)
+
+            def _answer(self, status: int, out: Any) -> None:
                 data = json.dumps(out, default=str).encode()
-                self.send_response(200 if out is not None else 404)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -7,15 +7,17 @@ pointing the endpoints at loopback; nothing else differs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from .emulator.cossign import Credential
 from .emulator.server import CiEmulator
-from .objectstore import ObjectStore
+from .objectstore import COPY_LIMIT_BYTES, VERSIONING, ObjectStore, Switches
 from .runner import AsyncInvoker, FunctionHost, HttpTrigger, Timer, WorkerFunctionHost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +34,16 @@ class StackOptions:
     context_style: str = "object"      # object | dict
     rules_file: Optional[str] = None
     event_copies: int = 1              # deliver each COS event N times (at-least-once)
+    event_form: str = "documented"     # documented | logged: which fields COS events carry
+    if_none_match: str = "ignore"      # honour | ignore | reject: S3's If-None-Match: * on PUT
+    s3_copy_conditions: str = "honour"  # honour | ignore: x-amz-copy-source-if-(none-)match
+    copy_limit_bytes: int = COPY_LIMIT_BYTES  # PUT Object - Copy's single-copy limit
+    # Bucket (short name) -> Enabled | Suspended. Suspended buckets had versioning Enabled first.
+    versioning: dict[str, str] = field(default_factory=dict)
+    # The CI emulator's callback_user_data (omit | echo); None keeps the emulator's default.
+    callback_user_data: Optional[str] = None
+    # Function name -> seconds its clock runs ahead (negative: behind).
+    clock_offsets: dict[str, float] = field(default_factory=dict)
     reconcile_every: float = 2.0       # the reconcile timer's period in seconds (0 = off)
     reconcile_after: int = 10          # CIFLOW_RECONCILE_AFTER_SECONDS for the functions
     # Run the functions from packaged artifacts laid out under function_root (var/user, opt), each in
@@ -43,9 +55,100 @@ class StackOptions:
     no_trigger: bool = False
 
 
+FUNCTIONS = ("submit", "callback", "reconcile")
+
+
+def checked_versioning(values: Any, buckets: list[str]) -> dict[str, str]:
+    if not isinstance(values, dict):
+        raise ValueError("versioning: expected an object of bucket -> Enabled|Suspended")
+    for bucket, status in values.items():
+        if bucket not in buckets:
+            raise ValueError(f"versioning: {bucket!r} is not one of the stack's buckets ({', '.join(buckets)})")
+        if status not in VERSIONING:
+            raise ValueError(f"versioning for {bucket}: expected one of {', '.join(VERSIONING)}, got {status!r}")
+    return dict(values)
+
+
+def checked_clock_offsets(values: Any) -> dict[str, float]:
+    if not isinstance(values, dict):
+        raise ValueError("clock_offsets: expected an object of function -> seconds")
+    out = {}
+    for name, seconds in values.items():
+        if name not in FUNCTIONS:
+            raise ValueError(f"clock_offsets: {name!r} is not a function ({', '.join(FUNCTIONS)})")
+        try:
+            if isinstance(seconds, bool):
+                raise TypeError
+            out[name] = float(seconds)
+        except (TypeError, ValueError):
+            raise ValueError(f"clock_offsets for {name}: expected seconds, got {seconds!r}") from None
+        if not math.isfinite(out[name]):
+            raise ValueError(f"clock_offsets for {name}: expected seconds, got {seconds!r}")
+    return out
+
+
+class InspectionLog:
+    """Which content each CI job read: the ETag of every GetObject of the job's input, as the job ran.
+
+    The emulator keeps no such record, so its S3 client and its job processors are observed from here
+    (read-only): a processor runs on one thread, and every GetObject it makes on that thread is its own.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.attached = False
+
+    def attach(self, emulator: CiEmulator) -> None:
+        try:
+            client = emulator.s3()
+            client.meta.events.register("provide-client-params.s3.GetObject", self._params)
+            client.meta.events.register("after-call.s3.GetObject", self._after)
+            for tag, processor in list(emulator.processors.items()):
+                emulator.processors[tag] = self._observed(processor)
+        except AttributeError:
+            return  # an emulator without these hooks: chaos reports the audit as unavailable
+        self.attached = True
+
+    def _observed(self, processor: Any) -> Any:
+        def run(emu: Any, job: Any) -> Any:
+            self._local.job = job
+            try:
+                return processor(emu, job)
+            finally:
+                self._local.job = None
+
+        return run
+
+    @staticmethod
+    def _params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["devstack_object"] = (params.get("Bucket"), params.get("Key"))
+
+    def _after(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        job = getattr(self._local, "job", None)
+        if job is None or getattr(http_response, "status_code", 500) >= 300:
+            return
+        inp = job.detail.get("Input", {})
+        if context.get("devstack_object") != (inp.get("BucketId", job.bucket), inp.get("Object")):
+            return
+        etag = str((parsed or {}).get("ETag") or "").strip('"')
+        with self._lock:
+            entry = self.jobs.setdefault(job.job_id, {"bucket": inp.get("BucketId"), "object": inp.get("Object"),
+                                                      "etags": []})
+            if etag and etag not in entry["etags"]:
+                entry["etags"].append(etag)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"attached": self.attached, "jobs": json.loads(json.dumps(self.jobs))}
+
+
 class Stack:
     def __init__(self, options: Optional[StackOptions] = None):
         self.o = options or StackOptions()
+        checked_versioning(self.o.versioning, self.o.buckets)
+        checked_clock_offsets(self.o.clock_offsets)
         self.secret_id = "AKIDdev" + secrets.token_hex(12)
         self.secret_key = secrets.token_hex(20)
         self.token = "tok" + secrets.token_hex(24)
@@ -55,25 +158,66 @@ class Stack:
                                                          self.o.function_python, self.o.function_root)
         else:
             self.host = FunctionHost(self.o.region, self.o.appid, self.o.context_style)
+        self.host.clock_offsets.update(self.o.clock_offsets)
         self.invoker = AsyncInvoker(self.host, "submit", copies=self.o.event_copies)
         on_event = (lambda _event: None) if self.o.no_trigger else self.invoker.deliver
-        self.store = ObjectStore(self.o.region, on_event, self.o.key_encoding)
+        switches = Switches()
+        switches.update({"key_encoding": self.o.key_encoding, "event_form": self.o.event_form,
+                         "if_none_match": self.o.if_none_match, "s3_copy_conditions": self.o.s3_copy_conditions,
+                         "copy_limit_bytes": self.o.copy_limit_bytes})
+        self.store = ObjectStore(self.o.region, on_event, switches=switches)
         self.emulator: Optional[CiEmulator] = None
+        self.inspections = InspectionLog()
         self.trigger = HttpTrigger(self.host, "callback", self.o.event_shape)
         self.trigger.on_admin = self.admin
         self.trigger.invoker = self.invoker
         self.timer = Timer(self.host, "reconcile", self.o.reconcile_every)
 
     def admin(self, path: str, method: str, body: bytes) -> Any:
-        """`/_devstack/config`: fault switches of the object store and the runner, settable per run."""
+        """Loopback-only admin paths under `/_devstack/`:
+
+        - `config`: the object store's switches and faults, `event_copies`, `versioning` (bucket -> Enabled |
+          Suspended; like COS, versioning once on stays on) and `clock_offsets` (function -> seconds).
+          POST changes the given ones; a bad value raises ValueError and changes nothing.
+        - `stalls`: writes the object store is holding right now (injected stalls).
+        - `inspections`: which content (ETag) each CI job read.
+        """
+        if path == "/_devstack/stalls":
+            return {"stalled": self.store.stalled()}
+        if path == "/_devstack/inspections":
+            return self.inspections.snapshot()
         if path != "/_devstack/config":
             return None
         if method == "POST":
-            values = json.loads(body or b"{}")
-            if "event_copies" in values:
-                self.invoker.copies = int(values.pop("event_copies"))
-            self.store.faults.update({k: float(v) for k, v in values.items() if k in self.store.faults})
-        return {"event_copies": self.invoker.copies, **self.store.faults}
+            try:
+                values = json.loads(body or b"{}")
+            except ValueError:
+                raise ValueError("the body is not JSON") from None
+            if not isinstance(values, dict):
+                raise ValueError("expected a JSON object of settings")
+            self.configure(values)
+        return self.config()
+
+    def config(self) -> dict[str, Any]:
+        versioning = {b: self.store.versioning(f"{b}-{self.o.appid}") for b in self.o.buckets}
+        return {"event_copies": self.invoker.copies, **self.store.settings(),
+                "versioning": {b: v for b, v in versioning.items() if v},
+                "clock_offsets": {k: v for k, v in self.host.clock_offsets.items() if v}}
+
+    def configure(self, values: dict[str, Any]) -> None:
+        """Apply settings at run time, all or none (ValueError names the first bad one)."""
+        values = dict(values)
+        copies = values.pop("event_copies", None)
+        if copies is not None and (isinstance(copies, bool) or not isinstance(copies, int) or copies < 1):
+            raise ValueError(f"event_copies: expected a whole number >= 1, got {copies!r}")
+        versioning = checked_versioning(values.pop("versioning", {}), self.o.buckets)
+        offsets = checked_clock_offsets(values.pop("clock_offsets", {}))
+        self.store.configure(values)  # validates everything it is given before changing anything
+        if copies is not None:
+            self.invoker.copies = copies
+        for bucket, status in versioning.items():
+            self.store.set_versioning(f"{bucket}-{self.o.appid}", status)
+        self.host.clock_offsets.update(offsets)
 
     @property
     def bucket_names(self) -> list[str]:
@@ -120,6 +264,11 @@ class Stack:
         self.store.start()
         self.emulator = CiEmulator(self.o.region, [Credential(self.secret_id, self.secret_key, self.token)],
                                    self.store.endpoint)
+        if self.o.callback_user_data is not None:
+            if "callback_user_data" not in self.emulator.config:
+                raise ValueError("this CI emulator has no callback_user_data switch")
+            self.emulator.config["callback_user_data"] = self.o.callback_user_data
+        self.inspections.attach(self.emulator)
         self.emulator.start()
         self.trigger.start()
         os.environ.update(self.function_env())
@@ -130,6 +279,8 @@ class Stack:
                           aws_access_key_id="devstack", aws_secret_access_key="devstack")
         for b in self.bucket_names:
             s3.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": self.o.region})
+        for b, status in self.o.versioning.items():
+            self.store.set_versioning(f"{b}-{self.o.appid}", status, s3)
         return self
 
     def stop(self) -> None:

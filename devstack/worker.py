@@ -4,8 +4,13 @@ Started by `WorkerFunctionHost` with the runtime's Python (e.g. CPython 3.9) and
 `PYTHONPATH=<root>/var/user:<root>/opt`, the layout SCF gives a function. It imports
 `<root>/var/user/functions/<name>.py`, says which Python and which `ciflow` it runs in one JSON line,
 and then answers one JSON line per request on stdin:
-`{"event", "context", "context_style"}` -> `{"ok": true, "result"}` or `{"ok": false, "error", "traceback"}`.
-The function's own output (its logs) goes to stderr, so stdout carries nothing but answers.
+`{"event", "context", "context_style", "clock_offset"?}` -> `{"ok": true, "result"}` or
+`{"ok": false, "error", "traceback"}`. The function's own output (its logs) goes to stderr, so stdout
+carries nothing but answers.
+
+`clock_offset` (seconds) moves the clock the function's own code reads (`time.time()` called from
+`ciflow` or the function module) for that invocation, as on a host whose clock is off. The SDKs sign
+with the true time: COS and CI accept signatures within a tolerance of their own clock.
 
 It runs as a script, outside the devstack package, so it needs only the standard library and must
 stay valid Python 3.9.
@@ -16,7 +21,11 @@ import json
 import os
 import platform
 import sys
+import time
 import traceback
+
+SKEWED_MODULES = ("ciflow", "scf_")
+_clock = {"offset": 0.0}
 
 
 class Context:
@@ -34,6 +43,19 @@ def _load(code_root, name):
     return module.main_handler
 
 
+def install_clock():
+    """Replace time.time with one that adds the current offset for the function's own callers."""
+    real = time.time
+
+    def function_time():
+        offset = _clock["offset"]
+        if offset and sys._getframe(1).f_globals.get("__name__", "").startswith(SKEWED_MODULES):
+            return real() + offset
+        return real()
+
+    time.time = function_time
+
+
 def main():
     code_root, name = sys.argv[1], sys.argv[2]
     # Only the function's layout may be importable, not this script's directory (devstack/).
@@ -42,6 +64,7 @@ def main():
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    install_clock()  # before the function loads, so every reference to time.time is the offset-aware one
     try:
         handler, init_error = _load(code_root, name), None
     except Exception as exc:  # noqa: BLE001 - SCF reports an init error on every invocation
@@ -52,6 +75,7 @@ def main():
     answers.flush()
     for line in sys.stdin:
         request = json.loads(line)
+        _clock["offset"] = float(request.get("clock_offset") or 0.0)
         fields = request["context"]
         context = fields if request.get("context_style") == "dict" else Context(fields)
         if init_error is not None:
