@@ -214,6 +214,18 @@ def _stored_zip() -> bytes:
     return buf.getvalue()
 
 
+def test_payload_that_reads_as_a_huge_chunk_header():
+    # Eight letters read as a chunk header whose length (over 1 GiB) no image the service
+    # accepts could hold: not a cut-off chunk, but data after the image.
+    png = png_without_iend()
+    data = png + b"ABCDEFGH" * 100
+    assert_payload(inspect_image(data), data, len(png), "UNKNOWN")
+    webp = make_webp_alpha()
+    forged = _with_u32(webp, 4, len(webp) + 800 - 8)
+    data = forged + b"ABCDEFGH" * 100
+    assert_payload(inspect_image(data), data, len(webp), "UNKNOWN")
+
+
 @pytest.mark.parametrize("payload", ["stored_zip", "html", "pdf"])
 def test_payload_between_jpeg_segments(payload):
     # Junk between segments is skipped as decoders skip it, unless it holds a payload: the

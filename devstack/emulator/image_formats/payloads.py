@@ -146,6 +146,8 @@ def find_payload(data: bytes, start: int, stop: Optional[int] = None) -> Optiona
         if m is not None and m.start() < best:
             best = m.start()
     pos = start
+    if data.find(b"PE\x00\x00", start, min(n, best + 0x10000)) < 0:
+        return best if best < stop else None  # no PE header for an MZ stub to point at
     for _ in range(_MZ_CHECKS):
         m = _MZ.search(data, pos, min(n, best + 64))
         if m is None or m.start() >= best:

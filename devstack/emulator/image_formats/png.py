@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from .walk import BROKEN, COMPLETE, DAMAGED, TRUNCATED, Walk
+from .walk import BROKEN, COMPLETE, DAMAGED, MAX_ELEMENT, TRUNCATED, Walk
 
 
 def _valid_header(length: int, ctype: bytes) -> bool:
@@ -48,6 +48,8 @@ def walk_png(data: bytes) -> Walk:
         if ctype in (b"IDAT", b"fdAT") and length and pos + 8 < n:
             image_data = True
         end = pos + 12 + length
+        if end > n and length > MAX_ELEMENT:
+            return Walk(BROKEN, pos, image_data, last, f"no chunk at offset {pos} (length {length})")
         if end > n:
             return Walk(TRUNCATED, pos, image_data, pos, f"chunk {ctype.decode()} at offset {pos} is cut off")
         if ctype == b"IEND":

@@ -10,6 +10,11 @@ TRUNCATED = "truncated"  # the element that starts at `end` runs past the end of
 DAMAGED = "damaged"  # the element that starts at `end` is corrupt, so where it ends is unknown
 
 
+# No element of an image the service accepts (at most 32 MiB) can be longer than this: a
+# "chunk" that claims more and runs past the end of the data is not a cut-off chunk.
+MAX_ELEMENT = 32 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Walk:
     """The result of one format walker.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import struct
 
-from .walk import BROKEN, COMPLETE, TRUNCATED, Walk
+from .walk import BROKEN, COMPLETE, MAX_ELEMENT, TRUNCATED, Walk
 
 _FOURCC = re.compile(rb"[A-Za-z0-9 _]{4}")
 _IMAGE_CHUNKS = (b"VP8 ", b"VP8L", b"ANMF")
@@ -42,6 +42,8 @@ def walk_webp(data: bytes) -> Walk:
             if fourcc in _IMAGE_CHUNKS and size and pos + 8 < n:
                 image_data = True
             end = pos + 8 + size
+            if end > n and size > MAX_ELEMENT:
+                return Walk(BROKEN, pos, image_data, last, f"no chunk at offset {pos} (size {size})")
             if end > n:
                 return Walk(TRUNCATED, pos, image_data, pos, f"chunk {fourcc.decode()} at offset {pos} is cut off")
             # The pad byte of an odd-sized chunk, unless the writer left it out.
