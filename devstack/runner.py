@@ -97,7 +97,7 @@ class FunctionHost:
             raise
         finally:
             entry["duration_ms"] = round((time.time() - started) * 1000, 2)
-            entry["runtime"] = self.runtime
+            entry["runtime"] = self._offset_pool.hello if offset and self._offset_pool else self.runtime
             with self._lock:
                 self.invocations.append(entry)
 

@@ -24,8 +24,12 @@ import sys
 import time
 import traceback
 
-SKEWED_MODULES = ("ciflow", "scf_")
 _clock = {"offset": 0.0}
+
+
+def _own_code(module):
+    """The function's own code: the ciflow package and the function module (loaded as scf_<name>)."""
+    return module == "ciflow" or module.startswith(("ciflow.", "scf_"))
 
 
 class Context:
@@ -49,7 +53,7 @@ def install_clock():
 
     def function_time():
         offset = _clock["offset"]
-        if offset and sys._getframe(1).f_globals.get("__name__", "").startswith(SKEWED_MODULES):
+        if offset and _own_code(sys._getframe(1).f_globals.get("__name__", "")):
             return real() + offset
         return real()
 
