@@ -6,9 +6,12 @@ then set through the SCF API what the `multi-scf` component does not (docs/deplo
    variable serverless.yml and the layer instances use is set: the CLI would deploy an unset one as
    a placeholder string, so each missing variable is named and nothing is deployed;
 2. unpacks each zip into dist/stage/, which the serverless.yml files upload, so what is deployed is
-   byte for byte what was built and tested;
-3. runs `scf deploy --target deploy/layers/deps`, then `.../lib`, then `scf deploy` for the functions
-   (`--no-validation` adds the CLI's `--noValidation`, which skips the platform's input rules);
+   byte for byte what was built and tested, and renders serverless.yml into dist/stage/functions/
+   with what the TDMQ deliveries of the staged rules and of `.env` need (deploy/tdmq.py: a `cmq`
+   trigger per topic, the delivery settings on submit and reconcile);
+3. runs `scf deploy --target deploy/layers/deps`, then `.../lib`, then `scf deploy --target
+   dist/stage/functions` for the functions (`--no-validation` adds the CLI's `--noValidation`,
+   which skips the platform's input rules);
 4. reads the callback's Function URL back with ListTriggers; when CIFLOW_CALLBACK_URL is empty (the
    first deploy), deploys the functions once more with it, since submit and reconcile hand it to CI;
 5. sets the async retry policy of submit and reconcile (UpdateFunctionEventInvokeConfig) and, when
@@ -32,12 +35,13 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from . import component_rules, dotenv, scf_api
+from . import component_rules, dotenv, scf_api, tdmq
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
 ARTIFACTS = ("function-code", "layer-ciflow", "layer-deps")  # dist/<name>.zip -> dist/stage/<name>/
 LAYER_TARGETS = ("deploy/layers/deps", "deploy/layers/lib")
+FUNCTIONS_STAGE = "functions"  # dist/stage/functions/serverless.yml, rendered by deploy/tdmq.py
 
 CREDENTIALS = ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"]
 # May be empty: the first deploy finds the Function URL and deploys again with it.
@@ -66,7 +70,7 @@ def function_names(sls: Mapping[str, Any]) -> dict[str, str]:
 
 
 def preflight(env: Mapping[str, str], which: Callable[[str], Optional[str]] = shutil.which,
-              no_validation: bool = False, root: Path = ROOT) -> list[str]:
+              no_validation: bool = False, root: Path = ROOT, rules: Path = tdmq.DEPLOYED_RULES) -> list[str]:
     """Everything that would make `scf deploy` fail or deploy something broken, as messages."""
     problems = []
     if which("scf") is None:
@@ -95,6 +99,15 @@ def preflight(env: Mapping[str, str], which: Callable[[str], Optional[str]] = sh
         problems.append(f"CIFLOW_CALLBACK_URL must be an https:// URL (or empty before the first deploy); got {url!r}")
     if bool(env.get("CIFLOW_DLQ_TYPE", "").strip()) != bool(env.get("CIFLOW_DLQ_NAME", "").strip()):
         problems.append("set both CIFLOW_DLQ_TYPE and CIFLOW_DLQ_NAME, or neither")
+    elsewhere = [v for v in ("CIFLOW_RULES_FILE", "CIFLOW_RULES") if env.get(v, "").strip()]
+    if elsewhere:
+        problems.append(f"{' and '.join(elsewhere)} is set, but not deployed: the functions load the rules the lib "
+                        f"layer ships ({tdmq.DEPLOYED_RULES.relative_to(ROOT)}). Put your rules there and unset "
+                        f"{' and '.join(elsewhere)}, so that the deploy and the functions read the same rules")
+    try:
+        tdmq.selection(env, rules)
+    except tdmq.TdmqConfigError as exc:
+        problems += [f"TDMQ delivery: {p}" for p in exc.problems]
     if not no_validation and not absent:
         # The platform's own input check, as far as the components' published rules tell it.
         for finding in component_rules.project_findings(root, list(LAYER_TARGETS), env):
@@ -113,6 +126,27 @@ def stage(dist: Path) -> None:
         shutil.rmtree(dest, ignore_errors=True)
         with zipfile.ZipFile(src) as zf:
             zf.extractall(dest)
+
+
+def stage_functions(env: Mapping[str, str], dist: Path, root: Path = ROOT) -> tuple[Path, tdmq.Selection]:
+    """dist/stage/functions/serverless.yml: serverless.yml with what the TDMQ deliveries of the staged
+    rules (those the deployed functions load) and of `env` need. Raises TdmqConfigError."""
+    rules = dist / "stage" / tdmq.RULES_IN_LAYER
+    if not rules.is_file():
+        raise FileNotFoundError(f"{rules} is missing: the lib layer ships the rules; run `make package` again")
+    chosen = tdmq.selection(env, rules)
+    folder = dist / "stage" / FUNCTIONS_STAGE
+    shutil.rmtree(folder, ignore_errors=True)
+    tdmq.write(tdmq.render(instance(root), chosen, folder, dist / "stage" / "function-code", root), folder)
+    return folder, chosen
+
+
+def target_of(folder: Path, root: Path = ROOT) -> str:
+    """`scf deploy --target` value for `folder`, relative to where `scf` runs when it can be."""
+    try:
+        return f"./{folder.resolve().relative_to(root.resolve())}"
+    except ValueError:
+        return str(folder.resolve())
 
 
 def run_scf(args: list[str], env: Mapping[str, str]) -> tuple[int, str]:
@@ -149,6 +183,14 @@ def apply_invoke_settings(api: Any, env: Mapping[str, str], names: Mapping[str, 
 def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, api: Any = None, log: Log = print,
            no_validation: bool = False, root: Path = ROOT) -> int:
     stage(dist)
+    try:
+        folder, chosen = stage_functions(env, dist, root)
+    except tdmq.TdmqConfigError as exc:
+        log("deploy: the TDMQ deliveries cannot be deployed:\n  - " + "\n  - ".join(exc.problems))
+        return 1
+    for line in chosen.describe():
+        log(f"deploy: {line}")
+    functions = ["deploy", "--target", target_of(folder, root)]
     sls = instance(root)
     names = function_names(sls)
     namespace = sls["inputs"].get("namespace") or "default"
@@ -172,8 +214,8 @@ def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, api: A
         code = scf_deploy(["deploy", "--target", f"./{target}"], child_env)
         if code != 0:
             return code
-    log("deploy: deploying the functions (serverless.yml)")
-    code = scf_deploy(["deploy"], child_env)
+    log(f"deploy: deploying the functions ({target_of(folder, root)}/serverless.yml, rendered from serverless.yml)")
+    code = scf_deploy(functions, child_env)
     if code != 0:
         return code
     try:
@@ -181,7 +223,7 @@ def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, api: A
         found = scf_api.function_url(api, names["callback"], namespace, qualifier, env["CIFLOW_REGION"])
         if found and not configured:
             log(f"deploy: the callback's Function URL is {found}; deploying the functions again with it")
-            code = scf_deploy(["deploy"], {**child_env, "CIFLOW_CALLBACK_URL": found})
+            code = scf_deploy(functions, {**child_env, "CIFLOW_CALLBACK_URL": found})
             if code != 0:
                 return code
         apply_invoke_settings(api, env, names, namespace, log)

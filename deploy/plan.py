@@ -10,13 +10,19 @@ checks the recorded calls against serverless.yml and the env file:
 - no value anywhere is the CLI's placeholder for an unset variable;
 - no `DeadLetterConfig`, `AsyncRunEnable` or `UpdateFunctionEventInvokeConfig`: `make deploy` sets
   the retry policy and the dead-letter queue itself (deploy/scf_api.py);
-- every trigger in serverless.yml becomes one CreateTrigger with the expected name and details.
+- every trigger in serverless.yml becomes one CreateTrigger with the expected name and details;
+- TDMQ: exactly one `cmq` trigger on the callback function per topic that a Topic-mode delivery of
+  the rules or settings names (none when no rule or setting uses a topic), and the settings'
+  delivery variables on submit and reconcile exactly when `.env` chooses TDMQ for all rules.
+
+What is run is serverless.yml as `make deploy` renders it (deploy/tdmq.py) for the env file and the
+rules (the bundled rules, which the lib layer ships, or `--rules`).
 
 It also applies the components' published input rules (deploy/component_rules.py) to
 serverless.yml and deploy/layers/*/serverless.yml. Without Node.js or npm the scf-plan part is
 skipped, saying so; the rules are checked all the same.
 
-    python -m deploy.plan [--env-file .env.example] [--tool PATH] [--json]
+    python -m deploy.plan [--env-file .env.example] [--rules FILE] [--tool PATH] [--json]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +41,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from . import component_rules, dotenv
+from . import component_rules, dotenv, tdmq
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TOOL = ROOT.parent / "shared" / "tools" / "scf-plan" / "scf-plan"
@@ -230,6 +237,7 @@ def check_triggers(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, st
     for t in wanted:
         par = {k: _substitute(v, instance, env, {}) for k, v in (t.get("parameters") or {}).items()}
         fn = names.get(t["function"])
+        whole = False  # compare the whole TriggerDesc, not only the keys expected
         if t["type"] == "cos":
             f = par.get("filter") or {}
             name = par["bucket"]
@@ -242,6 +250,11 @@ def check_triggers(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, st
                                   "EnableExtranet": bool(net.get("enableExtranet", False))}}
         elif t["type"] == "timer":
             name, desc = par["name"], par["cronExpression"]
+        elif t["type"] == "cmq":
+            # The toolkit always sends filterType 1 (tags); without filterKey every message arrives, and
+            # a filter nobody asked for would drop CI's messages unseen.
+            name, whole = par["name"], True
+            desc = {"filterType": 1, **({"filterKey": par["filterKey"]} if "filterKey" in par else {})}
         else:
             problems.append(f"trigger type {t['type']!r} is not checked by deploy.plan")
             continue
@@ -255,7 +268,7 @@ def check_triggers(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, st
             got = json.loads(got) if t["type"] != "timer" else got
         except ValueError:
             pass
-        if isinstance(got, dict) and isinstance(desc, dict):
+        if isinstance(got, dict) and isinstance(desc, dict) and not whole:
             got = {k: got.get(k) for k in desc}
         if got != desc:
             problems.append(f"{t['type']} trigger {name!r}: TriggerDesc {match[0].get('TriggerDesc')!r}, "
@@ -264,6 +277,31 @@ def check_triggers(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, st
             problems.append(f"{t['type']} trigger {name!r}: Enable {match[0].get('Enable')!r}")
     if len(created) != len(wanted):
         problems.append(f"the component created {len(created)} triggers, serverless.yml lists {len(wanted)}")
+    return problems
+
+
+def check_tdmq(plan: Plan, instance: Mapping[str, Any], chosen: tdmq.Selection) -> list[str]:
+    """The cmq triggers and the delivery variables against what the rules and settings choose, read
+    from the recorded calls alone (so a rendering that adds a trigger regardless is caught)."""
+    tag = "redeploy" if plan.existing else "first deploy"
+    names = {key: f"{instance['name']}-{instance['stage']}-{instance['app']}-{key}"
+             for key in instance["inputs"]["functions"]}
+    cmq = sorted((c.get("FunctionName"), c.get("TriggerName")) for c in plan.actions("CreateTrigger")
+                 if c.get("Type") == "cmq")
+    wanted = sorted((names[tdmq.RECEIVING_FUNCTION], topic) for topic in chosen.topics)
+    problems = []
+    if cmq != wanted:
+        problems.append(f"{tag}: cmq triggers {cmq or 'none'}, but the rules and settings call for "
+                        f"{wanted or 'none'} (one per TDMQ topic, on {tdmq.RECEIVING_FUNCTION})")
+    action = "UpdateFunctionConfiguration" if plan.existing else "CreateFunction"
+    for key, name in names.items():
+        for p in plan.actions(action, name):
+            sent = {v.get("Key"): v.get("Value") for v in (p.get("Environment") or {}).get("Variables") or []}
+            got = {k: sent[k] for k in tdmq.DELIVERY_VARIABLES if k in sent}
+            expected = chosen.settings_env if key in tdmq.SUBMITTING_FUNCTIONS else {}
+            if got != expected:
+                problems.append(f"{tag}: {key} gets the delivery settings {got or 'none'}, "
+                                f"expected {expected or 'none'}")
     return problems
 
 
@@ -309,13 +347,17 @@ def summary(instance: Mapping[str, Any], env: Mapping[str, str], outputs: Mappin
         lines.append(f"  {'':<10} env {', '.join(fn.environment)}")
         lines.append(f"  {'':<10} layers {', '.join(f'{n}@{v}' for n, v in fn.layers)}")
     for t in instance["inputs"].get("triggers") or []:
-        lines.append(f"  trigger    {t['type']} -> {t['function']}")
+        topic = f" (topic {t['parameters']['name']})" if t["type"] == "cmq" else ""
+        lines.append(f"  trigger    {t['type']} -> {t['function']}{topic}")
     return lines
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deploy.plan", description=__doc__.split("\n\n")[0])
     p.add_argument("--env-file", type=Path, default=ROOT / ".env.example")
+    p.add_argument("--rules", type=Path, default=tdmq.DEPLOYED_RULES,
+                   help="rules JSON file whose TDMQ deliveries to deploy (default: the bundled rules, which the "
+                        "lib layer ships)")
     p.add_argument("--tool", type=Path, default=Path(os.environ.get("SCF_PLAN") or DEFAULT_TOOL))
     p.add_argument("--json", action="store_true", help="print the recorded calls of the first deploy")
     ns = p.parse_args(argv)
@@ -323,8 +365,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not ns.env_file.is_file():
         print(f"deploy-plan: {ns.env_file} does not exist", file=sys.stderr)
         return 2
-    instance = load_yaml(ROOT / "serverless.yml")
+    static = load_yaml(ROOT / "serverless.yml")
     problems: list[str] = []
+    try:
+        chosen = tdmq.selection(env, ns.rules)
+    except tdmq.TdmqConfigError as exc:
+        print("deploy-plan: the TDMQ deliveries cannot be deployed:\n  - " + "\n  - ".join(exc.problems),
+              file=sys.stderr)
+        return 1
 
     findings = component_rules.project_findings(ROOT, LAYER_DIRS, env)
     for f in findings:
@@ -336,22 +384,29 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"deploy-plan: skipped running the multi-scf component: {' and '.join(missing)} not found "
               "(install Node.js with npm to check the API calls serverless.yml makes)")
     else:
-        unset = unset_references(instance, env)
+        unset = unset_references(static, env)
         if unset:
             problems.append(f"{ns.env_file.name} does not define {', '.join(unset)}, which serverless.yml uses")
         outputs = layer_outputs()
-        try:
-            for existing in (False, True):
-                plan = run_scf_plan(ns.tool, ROOT, ns.env_file, env, existing, outputs)
-                if ns.json and not existing:
-                    print(json.dumps(masked(plan.calls), indent=2))
-                problems += check_plan(plan, instance, env, outputs)
-        except PlanError as exc:
-            print(f"deploy-plan: {exc}", file=sys.stderr)
-            return 2
+        with tempfile.TemporaryDirectory(prefix="ciflow-plan-") as tmp:
+            folder = Path(tmp) / "functions"
+            instance = tdmq.render(static, chosen, folder)
+            tdmq.write(instance, folder)
+            try:
+                for existing in (False, True):
+                    plan = run_scf_plan(ns.tool, folder, ns.env_file, env, existing, outputs)
+                    if ns.json and not existing:
+                        print(json.dumps(masked(plan.calls), indent=2))
+                    problems += check_plan(plan, instance, env, outputs)
+                    problems += check_tdmq(plan, instance, chosen)
+            except PlanError as exc:
+                print(f"deploy-plan: {exc}", file=sys.stderr)
+                return 2
         if not problems:
-            print(f"deploy-plan: the multi-scf component deploys serverless.yml as intended ({ns.env_file.name}):")
+            print(f"deploy-plan: the multi-scf component deploys serverless.yml as intended ({ns.env_file.name}, "
+                  f"rules {ns.rules.name}):")
             print("\n".join(summary(instance, env, outputs)))
+            print("\n".join(f"  {line}" for line in chosen.describe()))
             print("  async retries and the dead-letter queue: not sent by the component; make deploy sets them "
                   "through the SCF API")
     if problems:

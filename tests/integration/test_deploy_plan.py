@@ -5,16 +5,17 @@ serverless.yml, shown with the same component on the forms it replaced."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import yaml
 
-from deploy import deploy, plan
+from deploy import deploy, plan, tdmq
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(bool(plan.node_tools()), reason="scf-plan needs Node.js and npm")]
@@ -140,3 +141,112 @@ def test_make_deploy_plan_runs_the_component_and_skips_only_without_node(tmp_pat
     missing = subprocess.run([sys.executable, "-m", "deploy.plan", "--tool", str(tmp_path / "nowhere")], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "scf-plan not found" in missing.stderr
+
+
+# --- TDMQ: the cmq trigger, through the real component --------------------------------------------------
+
+TOPIC_RULE = {"type": "tdmq", "mq_region": "gz", "mq_mode": "Topic", "mq_name": "ciflow-results"}
+SETTINGS_TOPIC = {"CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_REGION": "gz",
+                  "CIFLOW_CALLBACK_MQ_NAME": "ciflow-all"}
+
+
+def rules_file(tmp_path: Path, delivery: Optional[dict[str, str]]) -> Path:
+    doc = json.loads(tdmq.DEPLOYED_RULES.read_text(encoding="utf-8"))
+    if delivery is not None:
+        doc["rules"][0]["delivery"] = delivery
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def rendered(tmp_path: Path, values: dict[str, str], rules: Path) -> tuple[Path, dict[str, Any], tdmq.Selection]:
+    """serverless.yml rendered as `make deploy` does, in its own folder."""
+    chosen = tdmq.selection(values, rules)
+    folder = tmp_path / "functions"
+    doc = tdmq.render(plan.load_yaml(ROOT / "serverless.yml"), chosen, folder)
+    tdmq.write(doc, folder)
+    return folder, doc, chosen
+
+
+def cmq_triggers(recorded: plan.Plan) -> list[dict[str, Any]]:
+    return [c for c in recorded.actions("CreateTrigger") if c["Type"] == "cmq"]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["first deploy", "redeploy"])
+def test_without_tdmq_the_component_creates_no_cmq_trigger(tmp_path: Path, existing: bool) -> None:
+    # Given the bundled rules and an .env that keeps the Function URL
+    folder, doc, chosen = rendered(tmp_path, FILLED, tdmq.DEPLOYED_RULES)
+    recorded = run(tmp_path, FILLED, existing, folder)
+    # Then the component subscribes nothing, and the plan checks agree
+    assert chosen.topics == [] and cmq_triggers(recorded) == []
+    assert [c["Type"] for c in recorded.actions("CreateTrigger")] == ["cos", "http", "timer"]
+    assert plan.check_plan(recorded, doc, FILLED, plan.layer_outputs()) == []
+    assert plan.check_tdmq(recorded, doc, chosen) == []
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["first deploy", "redeploy"])
+def test_a_topic_rule_makes_the_component_subscribe_callback_to_the_topic(tmp_path: Path, existing: bool) -> None:
+    # Given a rule whose results go to a TDMQ topic in the functions' region
+    folder, doc, chosen = rendered(tmp_path, FILLED, rules_file(tmp_path, TOPIC_RULE))
+    recorded = run(tmp_path, FILLED, existing, folder)
+    # Then exactly one CreateTrigger Type=cmq, for callback, named after the topic, open, on $DEFAULT,
+    # with no tag filter (every message reaches the function)
+    assert [{k: c[k] for k in ("FunctionName", "Type", "TriggerName", "Qualifier", "TriggerDesc", "Enable")}
+            for c in cmq_triggers(recorded)] == [
+        {"FunctionName": "ciflow-dev-ciflow-callback", "Type": "cmq", "TriggerName": "ciflow-results",
+         "Qualifier": "$DEFAULT", "TriggerDesc": '{"filterType":1}', "Enable": "OPEN"}]
+    # And the other triggers and the functions are as without TDMQ
+    assert plan.check_plan(recorded, doc, FILLED, plan.layer_outputs()) == []
+    assert plan.check_tdmq(recorded, doc, chosen) == []
+
+
+def test_the_settings_choosing_a_topic_reach_submit_and_reconcile(tmp_path: Path) -> None:
+    # Given an .env that sends every rule's results to a topic
+    values = {**FILLED, **SETTINGS_TOPIC}
+    folder, doc, chosen = rendered(tmp_path, values, tdmq.DEPLOYED_RULES)
+    recorded = run(tmp_path, values, False, folder)
+    # Then the component deploys the delivery settings to the functions that submit jobs, and only to them
+    env_of = {p["FunctionName"].rsplit("-", 1)[1]: {v["Key"]: v["Value"] for v in p["Environment"]["Variables"]}
+              for p in recorded.actions("CreateFunction")}
+    chosen_env = {**SETTINGS_TOPIC, "CIFLOW_CALLBACK_MQ_MODE": "Topic"}
+    for key in ("submit", "reconcile"):
+        assert {k: v for k, v in env_of[key].items() if k in chosen_env} == chosen_env, key
+    assert not set(chosen_env) & set(env_of["callback"])
+    # And subscribes callback to the settings' topic
+    assert [c["TriggerName"] for c in cmq_triggers(recorded)] == ["ciflow-all"]
+    assert plan.check_plan(recorded, doc, values, plan.layer_outputs()) == []
+    assert plan.check_tdmq(recorded, doc, chosen) == []
+
+
+def test_a_queue_rule_creates_no_trigger(tmp_path: Path) -> None:
+    folder, doc, chosen = rendered(tmp_path, FILLED, rules_file(tmp_path, {**TOPIC_RULE, "mq_mode": "Queue"}))
+    recorded = run(tmp_path, FILLED, False, folder)
+    assert chosen.queues == ["ciflow-results"] and cmq_triggers(recorded) == []
+    assert plan.check_tdmq(recorded, doc, chosen) == []
+
+
+def test_a_cmq_trigger_without_enable_is_created_closed(tmp_path: Path) -> None:
+    # The toolkit's `enable` defaults to off: a trigger written without it would subscribe nothing
+    def add(doc: dict[str, Any]) -> None:
+        doc["inputs"]["triggers"].append({"type": "cmq", "function": "callback", "parameters": {"name": "t1"}})
+    folder, _ = variant(tmp_path, add)
+    recorded = run(tmp_path, FILLED, False, folder)
+    assert [(c["TriggerName"], c["Enable"]) for c in cmq_triggers(recorded)] == [("t1", "CLOSE")]
+    assert tdmq.cmq_trigger("t1")["parameters"]["enable"] is True
+
+
+def test_make_deploy_plan_checks_the_rules_it_is_given(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENCENT_", "CIFLOW_"))}
+    # With a topic rule: the plan says which topic subscribes callback
+    rules = rules_file(tmp_path, TOPIC_RULE)
+    ok = subprocess.run([sys.executable, "-m", "deploy.plan", "--rules", str(rules)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=900)
+    assert ok.returncode == 0, ok.stderr
+    assert "trigger    cmq -> callback (topic ciflow-results)" in ok.stdout
+    assert "TDMQ: topic ciflow-results (gz) for rule 'images': cmq trigger on callback" in ok.stdout
+    # With the topic in another region than .env.example's functions: refused, saying why
+    rules.write_text(rules.read_text(encoding="utf-8").replace('"gz"', '"bj"'), encoding="utf-8")
+    refused = subprocess.run([sys.executable, "-m", "deploy.plan", "--rules", str(rules)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert "'ciflow-results' is in ap-beijing" in refused.stderr and "ap-guangzhou" in refused.stderr

@@ -18,7 +18,7 @@ import yaml
 from ciflow.errors import ConfigError
 from ciflow.rules import parse_rules
 from ciflow.settings import DEFAULT_RULES_FILE, ENV_VARS, load_settings
-from deploy import component_rules, deploy, scf_api
+from deploy import component_rules, deploy, scf_api, tdmq
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "layers" / "ciflow" / "ciflow"
@@ -33,6 +33,13 @@ NO_DEPLOYABLE_DEFAULT = {
 PROBE_BASE = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_CALLBACK_SECRET": "s" * 32}
 PROBES = {"CIFLOW_REGION": "ap-shanghai", "CIFLOW_CALLBACK_SECRET": "t" * 32,
           "CIFLOW_CALLBACK_URL": "https://probe.example", "CIFLOW_BUCKETS": "probe-1250000000"}
+# The delivery settings (TDMQ for every rule without its own): deployed only when `.env` chooses
+# them (deploy/tdmq.py), to the functions whose code reads what they set. Each is probed from a
+# complete choice, since one alone does not parse.
+DELIVERY_PROBE = {"CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_REGION": "gz",
+                  "CIFLOW_CALLBACK_MQ_MODE": "Queue", "CIFLOW_CALLBACK_MQ_NAME": "probe"}
+DELIVERY_CHANGES = {"CIFLOW_CALLBACK_TYPE": "url", "CIFLOW_CALLBACK_MQ_REGION": "bj",
+                    "CIFLOW_CALLBACK_MQ_MODE": "Topic", "CIFLOW_CALLBACK_MQ_NAME": "probe2"}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -76,6 +83,13 @@ def fields_of(variable: str) -> set[str]:
     return {f for f in vars(before) if getattr(before, f) != getattr(after, f)}
 
 
+def delivery_fields(variable: str) -> set[str]:
+    """The Settings fields `variable`, one of the delivery settings, sets."""
+    base = {**PROBE_BASE, **DELIVERY_PROBE}
+    before, after = load_settings(base), load_settings({**base, variable: DELIVERY_CHANGES[variable]})
+    return {f for f in vars(before) if getattr(before, f) != getattr(after, f)}
+
+
 def required_variables() -> set[str]:
     """Variables without which load_settings refuses to start (the SCF runtime's TENCENTCLOUD_REGION
     is not documented as set, so it is not counted on)."""
@@ -94,10 +108,20 @@ def fields_read(modules: list[Path]) -> set[str]:
             if isinstance(node, ast.Attribute) and node.attr in fields}
 
 
-def needed_environment(function_key: str, sls: dict[str, Any]) -> set[str]:
+def fields_read_by(function_key: str, sls: dict[str, Any]) -> set[str]:
     handler = sls["inputs"]["functions"][function_key]["handler"].rpartition(".")[0]
-    read = fields_read(modules_loaded_by(ROOT / f"{handler}.py"))
+    return fields_read(modules_loaded_by(ROOT / f"{handler}.py"))
+
+
+def needed_environment(function_key: str, sls: dict[str, Any]) -> set[str]:
+    read = fields_read_by(function_key, sls)
     return required_variables() | {v for v in NO_DEPLOYABLE_DEFAULT if fields_of(v) & read}
+
+
+def needed_delivery_environment(function_key: str, sls: dict[str, Any]) -> set[str]:
+    """The delivery settings the function's code reads, deployed when `.env` chooses TDMQ."""
+    read = fields_read_by(function_key, sls)
+    return {v for v in tdmq.DELIVERY_VARIABLES if delivery_fields(v) & read}
 
 
 def test_serverless_yml_is_a_multi_scf_instance_on_python39(sls: dict[str, Any]) -> None:
@@ -156,6 +180,9 @@ def test_the_probes_find_the_settings_behind_each_variable() -> None:
         "CIFLOW_CALLBACK_URL": {"callback_url"}, "CIFLOW_BUCKETS": {"buckets"}}
     assert required_variables() == {"CIFLOW_REGION", "CIFLOW_CALLBACK_SECRET"}
     assert set(NO_DEPLOYABLE_DEFAULT) <= set(ENV_VARS) and set(PROBES) <= set(ENV_VARS)
+    # And each delivery setting sets the delivery, and nothing else
+    assert {v: delivery_fields(v) for v in tdmq.DELIVERY_VARIABLES} == {v: {"delivery"} for v in DELIVERY_PROBE}
+    assert set(tdmq.DELIVERY_VARIABLES) <= set(ENV_VARS)
 
 
 def test_each_function_gets_exactly_the_variables_its_code_needs(functions: dict[str, Any],
@@ -173,6 +200,38 @@ def test_each_function_gets_exactly_the_variables_its_code_needs(functions: dict
         "callback": {"CIFLOW_REGION", "CIFLOW_BUCKETS", "CIFLOW_CALLBACK_SECRET"},
         "reconcile": {"CIFLOW_REGION", "CIFLOW_BUCKETS", "CIFLOW_CALLBACK_URL", "CIFLOW_CALLBACK_SECRET"},
     }
+
+
+def test_the_delivery_settings_go_to_exactly_the_functions_whose_code_reads_them(functions: dict[str, Any],
+                                                                               sls: dict[str, Any]) -> None:
+    # Given the functions whose modules read what the delivery settings set
+    readers = {k for k in functions if needed_delivery_environment(k, sls)}
+    # Then those are the functions deploy/tdmq.py gives them to: the ones that submit jobs
+    assert readers == set(tdmq.SUBMITTING_FUNCTIONS) == {"submit", "reconcile"}
+    assert all(needed_delivery_environment(k, sls) == set(tdmq.DELIVERY_VARIABLES) for k in readers)
+    assert tdmq.RECEIVING_FUNCTION == "callback" and tdmq.RECEIVING_FUNCTION not in readers
+
+
+@pytest.mark.parametrize("mode", ["Topic", "Queue"])
+def test_rendered_for_tdmq_each_function_gets_exactly_the_variables_its_code_needs(
+        sls: dict[str, Any], tmp_path: Path, mode: str) -> None:
+    # Given serverless.yml rendered for an .env that chooses TDMQ for every rule
+    env = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_REGION": "gz",
+           "CIFLOW_CALLBACK_MQ_MODE": mode, "CIFLOW_CALLBACK_MQ_NAME": "ciflow-results"}
+    rendered = tdmq.render(sls, tdmq.selection(env), tmp_path / "functions")
+    for key, fn in rendered["inputs"]["functions"].items():
+        deployed = [e["key"] for e in fn["environments"]]
+        # Then each function has what it needs anyway, plus the delivery settings its code reads
+        assert len(deployed) == len(set(deployed)), f"{key}: repeated keys {deployed}"
+        assert set(deployed) == needed_environment(key, sls) | needed_delivery_environment(key, sls), key
+        # And their values are the choice as the settings parse it
+        values = {e["key"]: e["value"] for e in fn["environments"] if e["key"] in tdmq.DELIVERY_VARIABLES}
+        chosen = {k: v for k, v in env.items() if k in tdmq.DELIVERY_VARIABLES}
+        assert values == (chosen if needed_delivery_environment(key, sls) else {}), key
+    # And only a topic subscribes the callback function
+    cmq = [t for t in rendered["inputs"]["triggers"] if t["type"] == "cmq"]
+    assert [(t["function"], t["parameters"]["name"]) for t in cmq] == (
+        [("callback", "ciflow-results")] if mode == "Topic" else [])
 
 
 def test_the_derivation_sees_a_module_that_starts_reading_a_field(tmp_path: Path,

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from deploy import plan
+from deploy import plan, tdmq
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_BUCKET": "uploads-1250000000", "CIFLOW_ROLE": "ciflow-functions",
@@ -132,3 +132,88 @@ def test_scf_plan_installs_into_the_user_cache_or_else_build(tmp_path: Path) -> 
 
 def test_layer_outputs_are_distinct_per_instance() -> None:
     assert plan.layer_outputs() == OUTPUTS
+
+
+# --- TDMQ: the cmq trigger and the delivery settings, against the rules and settings -------------------
+
+TOPIC = tdmq.Selection(uses=(tdmq.Use("rule 'images'", "gz", "Topic", "ciflow-results"),))
+SETTINGS = {"CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_REGION": "gz", "CIFLOW_CALLBACK_MQ_MODE": "Topic",
+            "CIFLOW_CALLBACK_MQ_NAME": "ciflow-all"}
+GLOBAL = tdmq.Selection(uses=(tdmq.Use("the settings (CIFLOW_CALLBACK_TYPE)", "gz", "Topic", "ciflow-all"),),
+                        settings_env=SETTINGS)
+
+
+def rendered_plan(instance: dict[str, Any], chosen: tdmq.Selection, tmp_path: Path) -> tuple[dict[str, Any], plan.Plan]:
+    """serverless.yml rendered for `chosen`, and the calls a correct first deploy of it records."""
+    rendered = tdmq.render(instance, chosen, tmp_path / "functions")
+    recorded = good_plan(rendered)
+    for t in chosen.topics:
+        recorded.calls.append({"service": "scf", "Action": "CreateTrigger", "params": {
+            "FunctionName": "ciflow-dev-ciflow-callback", "Namespace": "default", "Type": "cmq",
+            "Qualifier": "$DEFAULT", "TriggerName": t, "TriggerDesc": json.dumps({"filterType": 1}), "Enable": "OPEN"}})
+    return rendered, recorded
+
+
+def all_problems(recorded: plan.Plan, rendered: dict[str, Any], chosen: tdmq.Selection) -> list[str]:
+    return plan.check_plan(recorded, rendered, ENV, OUTPUTS) + plan.check_tdmq(recorded, rendered, chosen)
+
+
+@pytest.mark.parametrize("chosen", [tdmq.Selection(), TOPIC, GLOBAL], ids=["off", "rule topic", "settings topic"])
+def test_a_correct_plan_with_or_without_tdmq_passes(instance: dict[str, Any], tmp_path: Path,
+                                                    chosen: tdmq.Selection) -> None:
+    rendered, recorded = rendered_plan(instance, chosen, tmp_path)
+    assert all_problems(recorded, rendered, chosen) == []
+    assert len([c for c in recorded.calls if c["params"].get("Type") == "cmq"]) == len(chosen.topics)
+
+
+def _cmq(p: plan.Plan) -> dict[str, Any]:
+    return next(c["params"] for c in p.calls if c["params"].get("Type") == "cmq")
+
+
+def _drop_cmq(p: plan.Plan) -> None:
+    p.calls[:] = [c for c in p.calls if c["params"].get("Type") != "cmq"]
+
+
+def _settings_on_callback(p: plan.Plan) -> None:
+    create(p, "callback")["Environment"]["Variables"].append({"Key": "CIFLOW_CALLBACK_TYPE", "Value": "tdmq"})
+
+
+def _settings_missing_on_reconcile(p: plan.Plan) -> None:
+    env = create(p, "reconcile")["Environment"]
+    env["Variables"] = [v for v in env["Variables"] if v["Key"] != "CIFLOW_CALLBACK_MQ_NAME"]
+
+
+TDMQ_MUTATIONS: dict[str, tuple[tdmq.Selection, Callable[[plan.Plan], None], str]] = {
+    "the trigger missing": (TOPIC, _drop_cmq, "cmq triggers none, but the rules and settings call for "
+                                              "[('ciflow-dev-ciflow-callback', 'ciflow-results')]"),
+    "the trigger on another function": (TOPIC, lambda p: _cmq(p).update(FunctionName="ciflow-dev-ciflow-submit"),
+                                        "cmq triggers [('ciflow-dev-ciflow-submit', 'ciflow-results')]"),
+    "another topic": (TOPIC, lambda p: _cmq(p).update(TriggerName="ciflow-other"), "'ciflow-other')], but"),
+    "a closed trigger": (TOPIC, lambda p: _cmq(p).update(Enable="CLOSE"),
+                         "cmq trigger 'ciflow-results': Enable 'CLOSE'"),
+    "a filter": (TOPIC, lambda p: _cmq(p).update(TriggerDesc=json.dumps({"filterType": 1, "filterKey": ["x"]})),
+                 "cmq trigger 'ciflow-results': TriggerDesc"),
+    "the settings on callback": (GLOBAL, _settings_on_callback, "callback gets the delivery settings "
+                                                                "{'CIFLOW_CALLBACK_TYPE': 'tdmq'}, expected none"),
+    "a setting missing": (GLOBAL, _settings_missing_on_reconcile, "reconcile gets the delivery settings"),
+}
+
+
+@pytest.mark.parametrize("what", list(TDMQ_MUTATIONS))
+def test_each_tdmq_departure_is_reported(instance: dict[str, Any], tmp_path: Path, what: str) -> None:
+    chosen, mutate, expected = TDMQ_MUTATIONS[what]
+    rendered, recorded = rendered_plan(instance, chosen, tmp_path)
+    mutate(recorded)
+    problems = all_problems(recorded, rendered, chosen)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_trigger_the_rules_do_not_ask_for_is_reported_even_when_the_rendering_adds_it(
+        instance: dict[str, Any], tmp_path: Path) -> None:
+    # Given a rendering that subscribed the callback to a topic although no rule or setting uses TDMQ
+    rendered, recorded = rendered_plan(instance, TOPIC, tmp_path)
+    # Then the trigger checks agree with the rendered file, but the TDMQ check, from the rules, does not
+    assert plan.check_plan(recorded, rendered, ENV, OUTPUTS) == []
+    assert plan.check_tdmq(recorded, rendered, tdmq.Selection()) == [
+        "first deploy: cmq triggers [('ciflow-dev-ciflow-callback', 'ciflow-results')], but the rules and settings "
+        "call for none (one per TDMQ topic, on callback)"]

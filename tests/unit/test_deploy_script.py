@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+import yaml
 
-from deploy import deploy, scf_api
+from deploy import deploy, scf_api, tdmq
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURED = {"TENCENT_SECRET_ID": "AKIDx", "TENCENT_SECRET_KEY": "k", "CIFLOW_REGION": "ap-guangzhou",
@@ -24,22 +25,43 @@ URL = "https://1250000000-abc123xyz.ap-guangzhou.tencentscf.com"
 HAS_SCF = lambda _: "/usr/bin/scf"  # noqa: E731
 
 
-def fake_dist(tmp_path: Path) -> Path:
+TOPIC_RULE = {"type": "tdmq", "mq_region": "gz", "mq_mode": "Topic", "mq_name": "ciflow-results"}
+
+
+def rules_with(delivery: Optional[dict[str, str]] = None) -> str:
+    """The bundled rules, their one rule delivering through `delivery` when given."""
+    doc = json.loads(tdmq.DEPLOYED_RULES.read_text(encoding="utf-8"))
+    if delivery is not None:
+        doc["rules"][0]["delivery"] = delivery
+    return json.dumps(doc)
+
+
+def fake_dist(tmp_path: Path, rules: Optional[str] = None) -> Path:
     for name in deploy.ARTIFACTS:
         with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as zf:
             zf.writestr(f"{name}/marker.txt", name)
+            if name == "layer-ciflow":  # the lib layer ships the rules the functions load
+                zf.writestr("ciflow/default_rules.json", rules if rules is not None else rules_with())
     return tmp_path
 
 
+def functions(dist: Path) -> list[str]:
+    """The `scf deploy` of the functions: the serverless.yml rendered into dist/stage/functions."""
+    return ["deploy", "--target", str((dist / "stage" / "functions").resolve())]
+
+
 class FakeScf:
-    """Records each `scf` run with the callback URL it was given."""
+    """Records each `scf` run with the callback URL it was given, and the serverless.yml it deployed."""
 
     def __init__(self, code: int = 0, output: str = "done\n", fail_at: Optional[int] = None):
         self.runs: list[tuple[list[str], str]] = []
+        self.deployed: list[dict[str, Any]] = []
         self.code, self.output, self.fail_at = code, output, fail_at
 
     def __call__(self, args: list[str], env: Mapping[str, str]) -> tuple[int, str]:
         self.runs.append((args, env["CIFLOW_CALLBACK_URL"]))
+        folder = Path(args[2]) if args[1:2] == ["--target"] else ROOT
+        self.deployed.append(yaml.safe_load((ROOT / folder / "serverless.yml").read_text(encoding="utf-8")))
         if self.fail_at is not None:
             return (self.code if len(self.runs) == self.fail_at else 0), self.output
         return self.code, self.output
@@ -145,8 +167,8 @@ def test_first_deploy_publishes_layers_then_functions_then_redeploys_with_the_ur
     assert code == 0
     assert scf.runs == [(["deploy", "--target", "./deploy/layers/deps"], ""),
                         (["deploy", "--target", "./deploy/layers/lib"], ""),
-                        (["deploy"], ""),
-                        (["deploy"], URL)]
+                        (functions(tmp_path), ""),
+                        (functions(tmp_path), URL)]
     assert f"CIFLOW_CALLBACK_URL={URL}" in logs[-1]
     # And the URL was asked of the callback function, its $DEFAULT qualifier, by the component's own filters
     action, params = api.calls[0]
@@ -165,7 +187,7 @@ def test_first_deploy_publishes_layers_then_functions_then_redeploys_with_the_ur
 def test_a_known_callback_url_needs_one_functions_deploy(tmp_path: Path) -> None:
     scf, api = FakeScf(), FakeApi()
     assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, fake_dist(tmp_path), scf, api, print) == 0
-    assert [args for args, _ in scf.runs].count(["deploy"]) == 1
+    assert [args for args, _ in scf.runs].count(functions(tmp_path)) == 1
 
 
 def test_a_stale_callback_url_in_env_is_reported(tmp_path: Path) -> None:
@@ -180,7 +202,7 @@ def test_without_a_url_from_the_api_it_says_what_to_do(tmp_path: Path) -> None:
     assert deploy.deploy(dict(CONFIGURED), fake_dist(tmp_path), scf, api, logs.append) == 1
     assert "CIFLOW_CALLBACK_URL" in logs[-1] and "make deploy" in logs[-1] and "ListTriggers" in logs[-1]
     # The functions were deployed once, and their retry policy set all the same
-    assert [args for args, _ in scf.runs].count(["deploy"]) == 1
+    assert [args for args, _ in scf.runs].count(functions(tmp_path)) == 1
     assert api.actions() == ["ListTriggers", "GetFunction", "UpdateFunctionEventInvokeConfig",
                              "UpdateFunctionEventInvokeConfig"]
 
@@ -230,3 +252,106 @@ def test_function_names_follow_multi_scf() -> None:
 def test_api_requests_with_a_parameter_the_sdk_does_not_know_are_refused() -> None:
     with pytest.raises(scf_api.ScfApiError, match="useless"):
         scf_api._call(FakeApi(), "ListTriggers", {"FunctionName": "f", "NotAParameter": 1}, "f")
+
+
+# --- TDMQ deliveries: serverless.yml rendered for them ------------------------------------------------
+
+def _triggers(deployed: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [t for t in deployed["inputs"]["triggers"] if t["type"] == kind]
+
+
+def _environment(deployed: dict[str, Any], key: str) -> dict[str, str]:
+    return {e["key"]: e["value"] for e in deployed["inputs"]["functions"][key]["environments"]}
+
+
+def test_without_tdmq_the_functions_deployed_are_serverless_yml_as_written(tmp_path: Path) -> None:
+    # Given the bundled rules (no TDMQ) and an .env that does not choose it
+    scf = FakeScf()
+    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, fake_dist(tmp_path), scf, FakeApi(), print) == 0
+    # Then the functions' serverless.yml is the committed one, its code path made relative to where it is
+    deployed, static = scf.deployed[2], deploy.instance()
+    code = (tmp_path / "stage" / "functions" / deployed["inputs"]["src"]["src"]).resolve()
+    assert code == (tmp_path / "stage" / "function-code").resolve()
+    deployed["inputs"]["src"] = static["inputs"]["src"]
+    assert deployed == static
+    assert _triggers(deployed, "cmq") == []
+
+
+def test_a_rule_delivering_to_a_topic_subscribes_the_callback_function_to_it(tmp_path: Path) -> None:
+    # Given staged rules whose rule delivers through a TDMQ topic in the functions' region
+    scf, logs = FakeScf(), []
+    dist = fake_dist(tmp_path, rules_with(TOPIC_RULE))
+    # When deploying
+    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, dist, scf, FakeApi(), logs.append) == 0
+    # Then the deployed serverless.yml has one cmq trigger, on callback, for that topic, enabled
+    deployed = scf.deployed[2]
+    assert _triggers(deployed, "cmq") == [{"type": "cmq", "function": "callback",
+                                           "parameters": {"name": "ciflow-results", "qualifier": "$DEFAULT",
+                                                          "enable": True}}]
+    # And the other triggers are untouched, and no function gets the settings' delivery variables
+    assert [t["type"] for t in deployed["inputs"]["triggers"]] == ["cos", "http", "timer", "cmq"]
+    assert not any(set(tdmq.DELIVERY_VARIABLES) & set(_environment(deployed, k)) for k in ("submit", "callback",
+                                                                                             "reconcile"))
+    assert any("topic ciflow-results (gz) for rule 'images': cmq trigger on callback" in line for line in logs)
+
+
+def test_the_settings_choosing_a_queue_reach_the_submitting_functions_and_create_no_trigger(tmp_path: Path) -> None:
+    # Given an .env that sends every rule's results to a CMQ queue
+    env = {**CONFIGURED, "CIFLOW_CALLBACK_URL": URL, "CIFLOW_CALLBACK_TYPE": "TDMQ",
+           "CIFLOW_CALLBACK_MQ_REGION": " bj ", "CIFLOW_CALLBACK_MQ_MODE": "Queue",
+           "CIFLOW_CALLBACK_MQ_NAME": "results"}
+    scf, logs = FakeScf(), []
+    assert deploy.deploy(env, fake_dist(tmp_path), scf, FakeApi(), logs.append) == 0
+    deployed = scf.deployed[2]
+    # Then submit and reconcile get the delivery settings as the functions will parse them; callback none
+    chosen = {"CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_REGION": "bj", "CIFLOW_CALLBACK_MQ_MODE": "Queue",
+              "CIFLOW_CALLBACK_MQ_NAME": "results"}
+    for key in ("submit", "reconcile"):
+        assert {k: v for k, v in _environment(deployed, key).items() if k in chosen} == chosen, key
+    assert not set(chosen) & set(_environment(deployed, "callback"))
+    # And a queue has no push trigger: none is created, and the deploy says who finishes those jobs
+    assert _triggers(deployed, "cmq") == []
+    assert any("queue results (bj)" in line and "reconcile's GET /jobs" in line for line in logs)
+
+
+def test_a_redeploy_without_tdmq_deploys_serverless_yml_without_the_trigger(tmp_path: Path) -> None:
+    # Given a deploy with a topic rule, then the rules changed back to the Function URL
+    scf = FakeScf()
+    env = {**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}
+    assert deploy.deploy(env, fake_dist(tmp_path, rules_with(TOPIC_RULE)), scf, FakeApi(), print) == 0
+    assert deploy.deploy(env, fake_dist(tmp_path), scf, FakeApi(), print) == 0
+    # Then the second functions deploy lists no cmq trigger (the component removes a trigger it no longer lists)
+    assert len(_triggers(scf.deployed[2], "cmq")) == 1 and _triggers(scf.deployed[5], "cmq") == []
+
+
+def test_a_topic_in_another_region_stops_the_deploy_before_anything_is_published(tmp_path: Path) -> None:
+    # Given a topic in Guangzhou and functions deployed to Beijing
+    scf, api, logs = FakeScf(), FakeApi(), []
+    env = {**CONFIGURED, "CIFLOW_REGION": "ap-beijing", "CIFLOW_CALLBACK_URL": URL}
+    code = deploy.deploy(env, fake_dist(tmp_path, rules_with(TOPIC_RULE)), scf, api, logs.append)
+    # Then nothing is deployed, and the message names the rule, the topic, both regions and the reason
+    assert code == 1 and scf.runs == [] and api.calls == []
+    assert "rule 'images'" in logs[-1] and "'ciflow-results' is in ap-guangzhou" in logs[-1]
+    assert "ap-beijing" in logs[-1] and "only functions of its own region" in logs[-1]
+
+
+def test_preflight_names_tdmq_settings_and_rules_it_cannot_deploy(tmp_path: Path) -> None:
+    # An incomplete TDMQ choice in .env is named by its variable
+    problems = deploy.preflight({**CONFIGURED, "CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_NAME": "x"},
+                                which=HAS_SCF)
+    assert len(problems) == 1 and "TDMQ delivery: .env: CIFLOW_CALLBACK_MQ_REGION: must be one of" in problems[0]
+    # A topic outside the functions' region, in the rules the lib layer ships
+    rules = tmp_path / "rules.json"
+    rules.write_text(rules_with({**TOPIC_RULE, "mq_region": "sh"}), encoding="utf-8")
+    problems = deploy.preflight(dict(CONFIGURED), which=HAS_SCF, rules=rules)
+    assert len(problems) == 1 and "'ciflow-results' is in ap-shanghai" in problems[0]
+    # A queue in another region is fine: CI publishes there and nothing is triggered
+    rules.write_text(rules_with({**TOPIC_RULE, "mq_region": "sh", "mq_mode": "Queue"}), encoding="utf-8")
+    assert deploy.preflight(dict(CONFIGURED), which=HAS_SCF, rules=rules) == []
+
+
+@pytest.mark.parametrize("variable", ["CIFLOW_RULES_FILE", "CIFLOW_RULES"])
+def test_rules_chosen_in_env_are_refused_because_they_are_not_deployed(variable: str) -> None:
+    problems = deploy.preflight({**CONFIGURED, variable: "my-rules.json"}, which=HAS_SCF)
+    assert len(problems) == 1 and f"{variable} is set, but not deployed" in problems[0]
+    assert "layers/ciflow/ciflow/default_rules.json" in problems[0]
