@@ -21,7 +21,7 @@ dev: venv
 	$(PY) -m devstack serve
 
 bench: venv
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 chaos: venv
 	$(PY) -m devstack chaos
@@ -44,7 +44,7 @@ e2e: venv
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .devstack.env
 
-# --- Deploy to Tencent Cloud (README "Deploy to Tencent Cloud") -----------------------------------
+# --- Deploy to Tencent Cloud (docs/deploy.md) ------------------------------------------------------
 .PHONY: package cam-policy deploy smoke
 DEPLOY_PY := PYTHONPATH=layers/ciflow $(PY)
 
@@ -68,7 +68,7 @@ deploy-plan: venv
 smoke: venv
 	$(DEPLOY_PY) -m deploy.smoke
 
-# --- Operate (README "Operating"): make ciflow ARGS="status --prefix uploads/" ------------------------
+# --- Operate (docs/operating.md): make ciflow ARGS="status --prefix uploads/" -----------------------
 .PHONY: ciflow
 ciflow: venv
 	PYTHONPATH=layers/ciflow $(PY) -m ciflow $(ARGS)

@@ -1,29 +1,43 @@
-"""The common way such handlers are written, kept only as a benchmark reference (never deployed)."""
+"""A plain SCF handler's setup, kept only as a benchmark reference (never deployed).
+
+What a careful developer writes without ciflow: the two SDKs, clients built once per container from
+the role's credentials (as every SCF sample does), no idempotency, no records, no powertools. The
+endpoints come from the same variables ciflow reads, so both go through the same local stack.
+"""
 
 import os
+from urllib.parse import urlsplit
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: F401
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver  # noqa: F401
-from aws_lambda_powertools.utilities.idempotency import (  # noqa: F401
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent,
-)
-from aws_lambda_powertools.utilities.parser import BaseModel, event_parser  # noqa: F401
+from botocore.config import Config
 from qcloud_cos import CosConfig, CosS3Client
 
-logger = Logger(service="naive")
+QUARANTINE = "quarantine/"
+
+
+def _clients():
+    region = os.environ["CIFLOW_REGION"]
+    sid, skey = os.environ["TENCENTCLOUD_SECRETID"], os.environ["TENCENTCLOUD_SECRETKEY"]
+    token = os.environ.get("TENCENTCLOUD_SESSIONTOKEN")
+    endpoint = os.environ.get("CIFLOW_S3_ENDPOINT") or f"https://cos.{region}.myqcloud.com"
+    local = (urlsplit(endpoint).hostname or "").replace(".", "").isdigit()
+    s3 = boto3.client("s3", region_name=region, endpoint_url=endpoint, aws_access_key_id=sid,
+                      aws_secret_access_key=skey, aws_session_token=token,
+                      config=Config(signature_version="s3v4", s3={"addressing_style": "path" if local else "virtual"},
+                                    # COS does not implement botocore's default flexible checksums
+                                    request_checksum_calculation="when_required",
+                                    response_checksum_validation="when_required"))
+    ci_kwargs = {"Region": region, "SecretId": sid, "SecretKey": skey, "Token": token}
+    ci_endpoint = os.environ.get("CIFLOW_CI_ENDPOINT", "")
+    if "://" in ci_endpoint:
+        parts = urlsplit(ci_endpoint)
+        ci_kwargs.update(Scheme=parts.scheme, IP=parts.hostname, Port=parts.port)
+    return s3, CosS3Client(CosConfig(**ci_kwargs))
+
+
+s3, ci = _clients()
 
 
 def clients():
-    """What every invocation builds anew: an S3 client and a CI client."""
-    region = os.environ["CIFLOW_REGION"]
-    s3 = boto3.client("s3", region_name=region, endpoint_url=f"https://cos.{region}.myqcloud.com",
-                      aws_access_key_id=os.environ["TENCENTCLOUD_SECRETID"],
-                      aws_secret_access_key=os.environ["TENCENTCLOUD_SECRETKEY"],
-                      aws_session_token=os.environ["TENCENTCLOUD_SESSIONTOKEN"])
-    ci = CosS3Client(CosConfig(Region=region, SecretId=os.environ["TENCENTCLOUD_SECRETID"],
-                               SecretKey=os.environ["TENCENTCLOUD_SECRETKEY"],
-                               Token=os.environ["TENCENTCLOUD_SESSIONTOKEN"]))
+    """The module's clients (built at import, as a container's init phase does)."""
     return s3, ci
