@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from deploy import deploy, scf_api
+from deploy import deploy, scf_api, tdmq
 
 pytestmark = pytest.mark.integration
 
@@ -247,6 +247,8 @@ def test_make_deploy_end_to_end_against_the_stub(stub_factory: Callable[..., TcA
     for name in deploy.ARTIFACTS:
         with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as zf:
             zf.writestr("x.txt", name)
+            if name == "layer-ciflow":  # the rules the functions load, which decide the TDMQ triggers
+                zf.write(tdmq.DEPLOYED_RULES, "ciflow/default_rules.json")
     runs: list[tuple[list[str], str]] = []
 
     def scf(args: list[str], child_env: Any) -> tuple[int, str]:
@@ -257,7 +259,7 @@ def test_make_deploy_end_to_end_against_the_stub(stub_factory: Callable[..., TcA
     # When `make deploy` runs (the CLI faked, the SCF API through the SDK)
     assert deploy.deploy(env, tmp_path, scf, None, logs.append) == 0
     # Then the functions were deployed again with the URL the API showed, and the settings followed
-    assert runs[-1] == (["deploy"], URL)
+    assert runs[-1] == (["deploy", "--target", str((tmp_path / "stage" / "functions").resolve())], URL)
     assert stub.rejected == []
     assert stub.actions() == ["ListTriggers", "UpdateFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig",
                               "UpdateFunctionConfiguration"]

@@ -355,3 +355,17 @@ def test_rules_chosen_in_env_are_refused_because_they_are_not_deployed(variable:
     problems = deploy.preflight({**CONFIGURED, variable: "my-rules.json"}, which=HAS_SCF)
     assert len(problems) == 1 and f"{variable} is set, but not deployed" in problems[0]
     assert "layers/ciflow/ciflow/default_rules.json" in problems[0]
+
+
+def test_the_lib_layer_ships_the_rules_where_make_deploy_reads_them(tmp_path: Path) -> None:
+    # Given the lib layer as `make package` builds it, staged as `make deploy` stages it
+    from deploy import package
+    package.build_ciflow_layer(tmp_path / "layer-ciflow.zip")
+    with zipfile.ZipFile(tmp_path / "layer-ciflow.zip") as zf:
+        zf.extractall(tmp_path / "stage" / "layer-ciflow")
+    # Then the rules the functions load are where the rendering reads them, byte for byte the bundled ones
+    staged = tmp_path / "stage" / tdmq.RULES_IN_LAYER
+    assert staged.read_bytes() == tdmq.DEPLOYED_RULES.read_bytes()
+    # And they are the settings' default rules file, as the functions resolve it from the layer
+    from ciflow.settings import DEFAULT_RULES_FILE
+    assert Path(DEFAULT_RULES_FILE).resolve() == tdmq.DEPLOYED_RULES.resolve()
