@@ -9,8 +9,21 @@ generator, so the policy cannot silently fall behind the code.
 Resources are scoped to the bucket and to ciflow's prefixes: the rules' watched prefixes, the
 quarantine prefix and the state prefix.
 
-    python -m deploy.cam   # deploy/cam-policy.json with <Region>-style placeholders, and
-                           # dist/cam-policy.json filled in from .env, ready for the CAM console
+TDMQ deliveries (deploy/tdmq.py) need nothing from the functions' role: a cmq trigger invokes the
+callback function, and reconcile finishes queue-mode jobs with GET /jobs without reading the queue.
+They need grants elsewhere, each in a policy of its own because each goes to another principal:
+
+- CI publishes each result to the topic or queue (`tdmq:PublishCmqMsg`, `tdmq:SendCmqMsg`), as
+  CI's service role CI_QCSRole (cam-policy-tdmq-ci.json);
+- creating and removing the cmq trigger subscribes the function to the topic and unsubscribes it
+  (`tdmq:CreateCmqSubscribe`, `tdmq:DeleteCmqSubscribe`), which the deploying identity does
+  (cam-policy-tdmq-trigger.json).
+
+Which principal CI publishes as, and which one SCF's CreateTrigger checks, are not documented in
+our sources (docs/deploy.md, "Results through TDMQ").
+
+    python -m deploy.cam   # deploy/cam-policy*.json with <Region>-style placeholders, and
+                           # dist/cam-policy*.json filled in from .env, ready for the CAM console
 """
 
 from __future__ import annotations
@@ -25,12 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import dotenv
+from . import dotenv, tdmq
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "layers" / "ciflow" / "ciflow"
 POLICY = ROOT / "deploy" / "cam-policy.json"
 FILLED = ROOT / "dist" / "cam-policy.json"
+TDMQ_POLICIES = {"ci": "cam-policy-tdmq-ci.json", "trigger": "cam-policy-tdmq-trigger.json"}
 CI_ROLE = "CI_QCSRole"  # the role CI itself uses to read and write COS on the user's behalf
 
 #: SDK call -> the CAM actions it needs. boto3 (S3 API on COS) and cos-python-sdk-v5 (CI) calls.
@@ -69,6 +83,14 @@ BUCKET_ACTIONS = {"cos:GetBucket", "cos:GetBucketObjectVersions"}
 BUCKET_CONFIG_ACTIONS = {"cos:GetBucketVersioning"}
 
 PLACEHOLDERS = {"region": "<Region>", "appid": "<APPID>", "bucket": "<BucketName-APPID>", "uin": "<OwnerUin>"}
+
+#: TDMQ for CMQ. CI delivering a result: publishing to a topic or sending to a queue (TDMQ API 3.0
+#: PublishCmqMsg and SendCmqMsg). The cmq trigger: SCF subscribes the function to the topic when it
+#: is created, and unsubscribes it when it is removed (a redeploy without it, `scf remove`).
+TDMQ_DELIVER = {"Topic": "tdmq:PublishCmqMsg", "Queue": "tdmq:SendCmqMsg"}
+TDMQ_TRIGGER = ("tdmq:CreateCmqSubscribe", "tdmq:DeleteCmqSubscribe")
+TDMQ_PLACEHOLDERS = (tdmq.Use("", "<MqRegion>", "Topic", "<TopicName>"),
+                     tdmq.Use("", "<MqRegion>", "Queue", "<QueueName>"))
 
 
 class UnmappedCall(Exception):
@@ -202,6 +224,48 @@ def generate(env: Optional[Mapping[str, str]] = None, rules_file: Optional[Path]
     return policy(required_actions(sdk_calls()), ciflow_prefixes(env or {}, rules_file), **values)
 
 
+def _tdmq_resources(use: tdmq.Use, uin: str, kind: str) -> list[str]:
+    # TDMQ CMQ's CAM page names topics `topic/<name>` and queues `queue/<name>`; CAM's own table of
+    # TDMQ resources `cmqtopic/<name>` and `cmqqueue/<name>`. Which CAM evaluates is not verified, so
+    # both are listed: a form that matches nothing grants nothing.
+    base = f"qcs::tdmq:{tdmq.full_region(use.region)}:uin/{uin}:"
+    if kind == "subscription":
+        return [f"{base}subscription/{use.name}/*"]
+    return [f"{base}{kind}/{use.name}", f"{base}cmq{kind}/{use.name}"]
+
+
+def tdmq_policies(uses: tuple[tdmq.Use, ...], uin: str) -> dict[str, dict]:
+    """The policy documents TDMQ deliveries need, by who needs them ("ci", "trigger"); none when no
+    rule or setting uses TDMQ, and no "trigger" without a topic."""
+    docs: dict[str, dict] = {}
+    deliver = []
+    for mode, kind in (("Topic", "topic"), ("Queue", "queue")):
+        chosen = [u for u in uses if u.mode == mode]
+        if chosen:
+            deliver.append({"effect": "allow", "action": [f"name/{TDMQ_DELIVER[mode]}"],
+                            "resource": [r for u in chosen for r in _tdmq_resources(u, uin, kind)]})
+    if deliver:
+        docs["ci"] = {"version": "2.0", "statement": deliver}
+    topics = [u for u in uses if u.mode == "Topic"]
+    if topics:
+        create, delete = TDMQ_TRIGGER
+        docs["trigger"] = {"version": "2.0", "statement": [
+            {"effect": "allow", "action": [f"name/{create}"],
+             "resource": [r for u in topics for r in _tdmq_resources(u, uin, "topic")]},
+            {"effect": "allow", "action": [f"name/{delete}"],
+             "resource": [r for u in topics for r in _tdmq_resources(u, uin, "subscription")]}]}
+    return docs
+
+
+def generate_tdmq(env: Optional[Mapping[str, str]] = None, rules_file: Optional[Path] = None) -> dict[str, dict]:
+    """tdmq_policies for the deliveries `env` and the rules choose, or with placeholders when `env` is
+    None. Raises tdmq.TdmqConfigError."""
+    if env is None:
+        return tdmq_policies(TDMQ_PLACEHOLDERS, PLACEHOLDERS["uin"])
+    uses = tdmq.selection(env, rules_file or tdmq.DEPLOYED_RULES).uses
+    return tdmq_policies(uses, env["CIFLOW_OWNER_UIN"])
+
+
 def render(doc: dict) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
@@ -220,15 +284,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     env = dotenv.load(ns.env_file)
     try:
         _write(POLICY, generate(rules_file=ns.rules))
+        for who, doc in generate_tdmq().items():
+            _write(POLICY.parent / TDMQ_POLICIES[who], doc)
         absent = dotenv.missing(env, ["CIFLOW_REGION", "CIFLOW_APPID", "CIFLOW_BUCKET", "CIFLOW_OWNER_UIN"])
         if absent:
             print(f"set {', '.join(absent)} in {ns.env_file.name} to also get {FILLED.relative_to(ROOT)} "
                   "with your values filled in")
-        else:
-            _write(FILLED, generate(env, ns.rules))
+            return 0
+        _write(FILLED, generate(env, ns.rules))
+        tdmq_docs = generate_tdmq(env, ns.rules)
     except UnmappedCall as exc:
         print(f"cam: {exc}", file=sys.stderr)
         return 1
+    except tdmq.TdmqConfigError as exc:
+        print("cam: the TDMQ deliveries cannot be deployed:\n  - " + "\n  - ".join(exc.problems), file=sys.stderr)
+        return 1
+    for name in TDMQ_POLICIES.values():  # a policy from an earlier configuration must not linger
+        (FILLED.parent / name).unlink(missing_ok=True)
+    for who, doc in tdmq_docs.items():
+        _write(FILLED.parent / TDMQ_POLICIES[who], doc)
+    print("  the functions' role: dist/cam-policy.json (TDMQ deliveries add nothing to it)")
+    if "ci" in tdmq_docs:
+        print(f"  CI's role {CI_ROLE}, to publish the results: dist/{TDMQ_POLICIES['ci']}")
+    if "trigger" in tdmq_docs:
+        print(f"  the identity that deploys, to create the cmq trigger: dist/{TDMQ_POLICIES['trigger']} "
+              "(docs/deploy.md, \"Results through TDMQ\")")
     return 0
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import cam
+from deploy import cam, tdmq
 
 ENV = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_APPID": "1250000000", "CIFLOW_BUCKET": "uploads-1250000000",
        "CIFLOW_OWNER_UIN": "100000000001"}
@@ -104,3 +104,83 @@ def test_calls_in_sub_packages_are_found(tmp_path: Path) -> None:
     calls = cam.sdk_calls(tmp_path)
     assert [c.name for c in calls] == ["restore_object"]
     assert calls[0].where.endswith("operations/walk.py:2")
+
+
+# --- TDMQ deliveries ------------------------------------------------------------------------------------
+
+TDMQ_ENV = {**ENV, "CIFLOW_REGION": "ap-guangzhou"}
+
+
+def rules_with(tmp_path: Path, delivery: dict) -> Path:
+    doc = json.loads(tdmq.DEPLOYED_RULES.read_text(encoding="utf-8"))
+    doc["rules"][0]["delivery"] = delivery
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_the_functions_role_needs_nothing_for_tdmq(tmp_path: Path) -> None:
+    # Given rules whose results go through a topic (a trigger invokes callback; reconcile reads no queue)
+    rules = rules_with(tmp_path, {"type": "tdmq", "mq_region": "gz", "mq_mode": "Topic", "mq_name": "results"})
+    # Then the functions' policy is the same as without, and grants nothing on TDMQ or CMQ
+    doc = cam.generate(TDMQ_ENV, rules)
+    assert doc == cam.generate(TDMQ_ENV)
+    assert not [a for a in cam.policy_actions(doc) if a.split(":")[0] in ("tdmq", "cmq", "cmqtopic", "cmqqueue")]
+
+
+def test_committed_tdmq_policies_are_what_the_generator_writes() -> None:
+    for who, name in cam.TDMQ_POLICIES.items():
+        committed = json.loads((cam.POLICY.parent / name).read_text(encoding="utf-8"))
+        assert committed == cam.generate_tdmq()[who], f"deploy/{name} is stale: run `make cam-policy`"
+
+
+def test_a_topic_needs_ci_to_publish_to_it_and_the_deployer_to_subscribe_callback(tmp_path: Path) -> None:
+    # Given a rule delivering to a topic
+    rules = rules_with(tmp_path, {"type": "tdmq", "mq_region": "gz", "mq_mode": "Topic", "mq_name": "results"})
+    docs = cam.generate_tdmq(TDMQ_ENV, rules)
+    topic = ["qcs::tdmq:ap-guangzhou:uin/100000000001:topic/results",
+             "qcs::tdmq:ap-guangzhou:uin/100000000001:cmqtopic/results"]
+    # Then CI may publish to that topic, and nothing else
+    assert docs["ci"]["statement"] == [{"effect": "allow", "action": ["name/tdmq:PublishCmqMsg"], "resource": topic}]
+    # And whoever creates the trigger may subscribe to that topic and remove the subscription
+    assert docs["trigger"]["statement"] == [
+        {"effect": "allow", "action": ["name/tdmq:CreateCmqSubscribe"], "resource": topic},
+        {"effect": "allow", "action": ["name/tdmq:DeleteCmqSubscribe"],
+         "resource": ["qcs::tdmq:ap-guangzhou:uin/100000000001:subscription/results/*"]}]
+
+
+def test_a_queue_needs_ci_to_send_to_it_and_no_trigger(tmp_path: Path) -> None:
+    # Given the settings choosing a queue in another region (CI publishes there; nothing is triggered)
+    env = {**TDMQ_ENV, "CIFLOW_CALLBACK_TYPE": "tdmq", "CIFLOW_CALLBACK_MQ_REGION": "bj",
+           "CIFLOW_CALLBACK_MQ_MODE": "Queue", "CIFLOW_CALLBACK_MQ_NAME": "results-q"}
+    docs = cam.generate_tdmq(env)
+    assert docs == {"ci": {"version": "2.0", "statement": [
+        {"effect": "allow", "action": ["name/tdmq:SendCmqMsg"],
+         "resource": ["qcs::tdmq:ap-beijing:uin/100000000001:queue/results-q",
+                      "qcs::tdmq:ap-beijing:uin/100000000001:cmqqueue/results-q"]}]}}
+
+
+def test_without_tdmq_nothing_more_is_granted() -> None:
+    assert cam.generate_tdmq(TDMQ_ENV) == {}
+
+
+def test_make_cam_policy_writes_one_policy_per_principal_and_drops_stale_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cam, "POLICY", tmp_path / "deploy" / "cam-policy.json")
+    monkeypatch.setattr(cam, "FILLED", tmp_path / "dist" / "cam-policy.json")
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in TDMQ_ENV.items()), encoding="utf-8")
+    topic = rules_with(tmp_path, {"type": "tdmq", "mq_region": "gz", "mq_mode": "Topic", "mq_name": "results"})
+    # Given a topic rule: the filled policies for CI and for the trigger are written, and said to be for whom
+    assert cam.main(["--env-file", str(env_file), "--rules", str(topic)]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == [
+        "cam-policy-tdmq-ci.json", "cam-policy-tdmq-trigger.json", "cam-policy.json"]
+    assert "CI's role CI_QCSRole" in out and "the identity that deploys" in out
+    # When the rules change back to the Function URL, the TDMQ policies go away
+    assert cam.main(["--env-file", str(env_file)]) == 0
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == ["cam-policy.json"]
+    # And a topic in another region is refused, naming it
+    topic.write_text(topic.read_text(encoding="utf-8").replace('"gz"', '"sh"'), encoding="utf-8")
+    assert cam.main(["--env-file", str(env_file), "--rules", str(topic)]) == 1
+    assert "'results' is in ap-shanghai" in capsys.readouterr().err
