@@ -191,10 +191,6 @@ def _walk_jpeg(data: bytes, start: int, multi_picture: bool) -> tuple[Walk, Opti
         if m is None:
             return Walk(TRUNCATED, pos, image_data, pos, "missing EOI"), payload
         marker = data[marker_pos + 1]
-        # Where a break here puts the image's end: at the junk or fill before the marker, or
-        # after a last FF when the "marker" is a payload's first byte (PK, %P, <h, ...).
-        if find_payload(data, marker_pos + 1, marker_pos + 2) is not None:
-            pos = marker_pos + 1
         if marker == _EOI:
             if not image_data:
                 return Walk(BROKEN, marker_pos, False, last, "EOI before any scan data"), payload
@@ -206,6 +202,10 @@ def _walk_jpeg(data: bytes, start: int, multi_picture: bool) -> tuple[Walk, Opti
             pos = marker_pos + 2
             continue
         if marker not in _WITH_LENGTH:
+            # The image ends at the junk or fill before the marker, or after a last FF when the
+            # "marker" is a payload's first byte (PK, %P, <h, ...).
+            if find_payload(data, marker_pos + 1, marker_pos + 2) is not None:
+                pos = marker_pos + 1
             problem = f"unknown marker 0xFF{marker:02X} at offset {marker_pos}"
             return Walk(BROKEN, pos, image_data, last, problem), payload
         if marker_pos + 4 > n:
