@@ -14,8 +14,9 @@ then set through the SCF API what the `multi-scf` component does not (docs/deplo
    which skips the platform's input rules);
 4. reads the callback's Function URL back with ListTriggers; when CIFLOW_CALLBACK_URL is empty (the
    first deploy), deploys the functions once more with it, since submit and reconcile hand it to CI;
-5. sets the async retry policy of submit and reconcile (UpdateFunctionEventInvokeConfig) and, when
-   CIFLOW_DLQ_TYPE and CIFLOW_DLQ_NAME are set, submit's dead-letter queue.
+5. sets the async retry policy of submit and reconcile, and of callback when a topic triggers it
+   (UpdateFunctionEventInvokeConfig) and, when CIFLOW_DLQ_TYPE and CIFLOW_DLQ_NAME are set, submit's
+   dead-letter queue.
 
     python -m deploy.deploy [--env-file PATH] [--no-validation]
 """
@@ -169,9 +170,13 @@ def explain_failure(output: str, no_validation: bool, log: Log) -> None:
 
 
 def apply_invoke_settings(api: Any, env: Mapping[str, str], names: Mapping[str, str], namespace: str,
-                          log: Log) -> None:
-    """The retry policy of each async function, and submit's dead-letter queue when configured."""
-    for key, policy in scf_api.ASYNC_RETRY.items():
+                          log: Log, chosen: Optional[tdmq.Selection] = None) -> None:
+    """The retry policy of each async function (callback too when a topic triggers it), and submit's
+    dead-letter queue when configured."""
+    policies = dict(scf_api.ASYNC_RETRY)
+    if chosen is not None and chosen.topics:
+        policies[tdmq.RECEIVING_FUNCTION] = scf_api.TOPIC_TRIGGERED_RETRY
+    for key, policy in policies.items():
         scf_api.set_async_retry(api, names[key], namespace, policy)
         log(f"deploy: {key}: async retries {policy.retry_num}, events kept {policy.msg_ttl} s")
     kind, queue = env.get("CIFLOW_DLQ_TYPE", "").strip(), env.get("CIFLOW_DLQ_NAME", "").strip()
@@ -226,7 +231,7 @@ def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, api: A
             code = scf_deploy(functions, {**child_env, "CIFLOW_CALLBACK_URL": found})
             if code != 0:
                 return code
-        apply_invoke_settings(api, env, names, namespace, log)
+        apply_invoke_settings(api, env, names, namespace, log, chosen)
     except scf_api.ScfApiError as exc:
         log(f"deploy: the functions are deployed, but an SCF API call failed: {exc}. Fix the cause and run "
             "`make deploy` again.")

@@ -173,6 +173,19 @@ def test_the_async_retry_policy_covers_exactly_the_asynchronously_invoked_functi
     assert 60 <= scf_api.ASYNC_RETRY["reconcile"].msg_ttl <= 21600
 
 
+def test_a_topic_trigger_makes_callback_asynchronous_and_it_gets_a_retry_policy(sls: dict[str, Any],
+                                                                                  tmp_path: Path) -> None:
+    # Given serverless.yml rendered for a rule delivering to a topic (SCF's CMQ topic trigger invokes
+    # asynchronously, platform.md §2)
+    chosen = tdmq.Selection(uses=(tdmq.Use("rule 'images'", "gz", "Topic", "ciflow-results"),))
+    rendered = tdmq.render(sls, chosen, tmp_path)
+    async_functions = {t["function"] for t in rendered["inputs"]["triggers"] if t["type"] in ("cos", "timer", "cmq")}
+    # Then callback is asynchronous too, and make deploy has a policy for it: a batch that raised is delivered
+    # again (applying twice changes nothing), within the six hours SCF keeps an event
+    assert async_functions == set(scf_api.ASYNC_RETRY) | {tdmq.RECEIVING_FUNCTION}
+    assert scf_api.TOPIC_TRIGGERED_RETRY.retry_num >= 1 and scf_api.TOPIC_TRIGGERED_RETRY.msg_ttl == 21600
+
+
 def test_the_probes_find_the_settings_behind_each_variable() -> None:
     # The derivation below rests on these: the fields each variable sets, and the two required ones
     assert {v: fields_of(v) for v in PROBES} == {

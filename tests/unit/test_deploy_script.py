@@ -279,12 +279,14 @@ def test_without_tdmq_the_functions_deployed_are_serverless_yml_as_written(tmp_p
 
 def test_a_rule_delivering_to_a_topic_subscribes_the_callback_function_to_it(tmp_path: Path) -> None:
     # Given staged rules whose rule delivers through a TDMQ topic in the functions' region
-    scf, logs = FakeScf(), []
+    scf, api, logs = FakeScf(), FakeApi(), []
     dist = fake_dist(tmp_path, rules_with(TOPIC_RULE))
     # When deploying
-    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, dist, scf, FakeApi(), logs.append) == 0
+    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, dist, scf, api, logs.append) == 0
     # Then the deployed serverless.yml has one cmq trigger, on callback, for that topic, enabled
     deployed = scf.deployed[2]
+    api_calls = [p["FunctionName"] for a, p in api.calls if a == "UpdateFunctionEventInvokeConfig"]
+    assert api_calls == ["ciflow-dev-ciflow-submit", "ciflow-dev-ciflow-reconcile", "ciflow-dev-ciflow-callback"]
     assert _triggers(deployed, "cmq") == [{"type": "cmq", "function": "callback",
                                            "parameters": {"name": "ciflow-results", "qualifier": "$DEFAULT",
                                                           "enable": True}}]
