@@ -109,9 +109,9 @@ def test_every_module_and_handler_imports_on_python39_from_the_layout(py39: str,
     script = r"""
 import glob, importlib, importlib.util, json, os, pkgutil, sys
 import ciflow
-mods = sorted(m.name for m in pkgutil.iter_modules(ciflow.__path__) if m.name != "__main__")
+mods = sorted(m.name for m in pkgutil.walk_packages(ciflow.__path__, "ciflow.") if not m.name.endswith(".__main__"))
 for m in mods:
-    importlib.import_module("ciflow." + m)
+    importlib.import_module(m)
 handlers = {}
 code_root = os.environ["PYTHONPATH"].split(os.pathsep)[0]
 for path in sorted(glob.glob(os.path.join(code_root, "functions", "*.py"))):
@@ -137,8 +137,10 @@ print(json.dumps({"python": sys.version.split()[0], "modules": mods, "handlers":
     out = run39(py39, scf_root, script)
     # Then all of it came from the layout, on 3.9
     assert out["python"].startswith("3.9.")
-    expected = sorted(p.stem for p in (ROOT / "layers" / "ciflow" / "ciflow").glob("*.py")
-                      if p.stem not in ("__init__", "__main__"))  # __main__ is an entry point, run not imported
+    # Every module of the library, sub-packages' too (__main__ is an entry point, run not imported)
+    lib = ROOT / "layers" / "ciflow" / "ciflow"
+    expected = sorted(".".join(("ciflow", *p.relative_to(lib).with_suffix("").parts)).removesuffix(".__init__")
+                      for p in lib.rglob("*.py") if p.name != "__main__.py" and p != lib / "__init__.py")
     assert out["modules"] == expected
     assert out["handlers"] == {"callback": True, "reconcile": True, "submit": True}
     for key in ("ciflow", "boto3", "qcloud_cos"):
