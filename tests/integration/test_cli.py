@@ -241,7 +241,8 @@ def test_explain_predicts_the_request_without_side_effects(nt_dev: Dev, cli, pre
     # Once done, explain says an upload event would do nothing, and what a rescan would send
     code, out, _ = cli("explain", key)
     assert code == 0
-    assert re.search(r"upload event  no new job: the verdict known for this ETag \(CLEAN, job c[0-9a-f]+\) is applied again", out)
+    assert re.search(r"upload event  no new job: the verdict known for this ETag \(CLEAN, job c[0-9a-f]+\) "
+                     r"is applied again", out)
     assert f'"UserData": "ciflow:1;r=images;e={etag};n=2"' in out
     assert "?t=REDACTED" in out and "t=v1." not in out
     # Keys that are skipped say why; a key without an object works with --content-type
