@@ -13,6 +13,7 @@ Variants:
          and cached clients its first invocation uses.
 - floor: the SDK-import floor: boto3 and qcloud_cos imported and a client of each built.
 - naive: `naive_<f>.py` (bench/naive/, copied into the code directory): a plain SDK handler.
+- none:  nothing: the interpreter's own start-up, which instruction counts subtract.
 
 Python 3.9 syntax only: this runs on the runtime's interpreter.
 """
@@ -71,5 +72,5 @@ def naive(function: str) -> None:
 if __name__ == "__main__":
     variant, function = sys.argv[1], sys.argv[2]
     os.environ.update(ENV)
-    {"ours": ours, "floor": floor, "naive": naive}[variant](function)
+    {"ours": ours, "floor": floor, "naive": naive, "none": lambda f: None}[variant](function)
     print(f"{(time.perf_counter() - T0) * 1000:.2f} {(time.process_time() - C0) * 1000:.2f}")

@@ -5,10 +5,11 @@ temporary folder, `deploy.scf_runtime.lay_out`), and each variant of `cold.py` r
 processes with `-S`, `PYTHONPATH=var/user:opt` and `PYTHONDONTWRITEBYTECODE=1`: only the bytecode the
 layers ship is used, as on SCF, whose code and layer directories are read-only.
 
-Figures per (function, variant): instructions of the whole process counted by callgrind when valgrind
-is installed (the same on every run to about 0.1%, so the ratios do not depend on what else this
-machine is doing), and medians of CPU and wall milliseconds from the script's first statement over
-`runs` processes, variants interleaved. `ours-source` is the same layout with every `__pycache__`
+Figures per (function, variant): instructions counted by callgrind when valgrind is installed (the
+same on every run to about 0.1%, so the ratios do not depend on what else this machine is doing),
+less those of the interpreter's start-up (`cold.py none`), as the times below exclude it; and medians
+of CPU and wall milliseconds from the script's first statement over `runs` processes, variants
+interleaved. `ours-source` is the same layout with every `__pycache__`
 removed: what the functions cost before the layers shipped bytecode.
 """
 
@@ -112,11 +113,14 @@ def measure(runs: int, use_callgrind: Optional[bool] = None, dist: Path = ROOT /
                 s["cpu"].append(cpu)
         result: dict[str, Any] = {"python": where["python"], "runs": runs, "callgrind": use_callgrind, "from": where,
                                   "variants": {}}
+        startup = instructions(py39, roots["compiled"], "none", "submit") if use_callgrind else 0
+        if use_callgrind:
+            result["startup_minstr"] = round(startup / 1e6, 1)
         for (label, f), s in samples.items():
             entry = {"wall_ms": round(statistics.median(s["wall"]), 1), "cpu_ms": round(statistics.median(s["cpu"]), 1)}
             if use_callgrind and label in ("ours", "floor"):  # the budget's figures; the rest by CPU time
                 variant, layout_name = next((v, ln) for lb, v, ln, ff in plan if lb == label and ff == f)
-                entry["minstr"] = round(instructions(py39, roots[layout_name], variant, f) / 1e6, 1)
+                entry["minstr"] = round((instructions(py39, roots[layout_name], variant, f) - startup) / 1e6, 1)
             result["variants"][f"{label}:{f}"] = entry
     v = result["variants"]
     floor, floor_source = v["floor:submit"], v["floor-source:submit"]
