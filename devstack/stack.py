@@ -179,11 +179,15 @@ class Stack:
         - `config`: the object store's switches and faults, `event_copies`, `versioning` (bucket -> Enabled |
           Suspended; like COS, versioning once on stays on) and `clock_offsets` (function -> seconds).
           POST changes the given ones; a bad value raises ValueError and changes nothing.
-        - `stalls`: writes the object store is holding right now (injected stalls).
+        - `stalls`: writes the object store is holding right now (injected stalls), and one-shot holds not
+          yet met. POST {"bucket", "key", "seconds", "match"?} holds the next tag write of that key whose body
+          matches the regex `match`.
         - `inspections`: which content (ETag) each CI job read.
         """
         if path == "/_devstack/stalls":
-            return {"stalled": self.store.stalled()}
+            if method == "POST":
+                self.hold(body)
+            return {"stalled": self.store.stalled(), "holds": self.store.holds()}
         if path == "/_devstack/inspections":
             return self.inspections.snapshot()
         if path != "/_devstack/config":
@@ -197,6 +201,22 @@ class Stack:
                 raise ValueError("expected a JSON object of settings")
             self.configure(values)
         return self.config()
+
+    def hold(self, body: bytes) -> None:
+        try:
+            spec = json.loads(body or b"{}")
+        except ValueError:
+            raise ValueError("the body is not JSON") from None
+        if not isinstance(spec, dict) or set(spec) - {"bucket", "key", "seconds", "match"}:
+            raise ValueError('expected {"bucket", "key", "seconds", "match"?}')
+        bucket = spec.get("bucket")
+        if bucket in self.o.buckets:
+            bucket = f"{bucket}-{self.o.appid}"
+        if bucket not in self.bucket_names:
+            raise ValueError(f"bucket: expected one of {', '.join(self.o.buckets)}, got {spec.get('bucket')!r}")
+        if not isinstance(spec.get("key"), str) or not spec["key"]:
+            raise ValueError("key: expected an object key")
+        self.store.hold_tag_write(bucket, spec["key"], spec.get("seconds"), spec.get("match") or "")
 
     def config(self) -> dict[str, Any]:
         versioning = {b: self.store.versioning(f"{b}-{self.o.appid}") for b in self.o.buckets}

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -185,6 +187,20 @@ def _form_key(environ: dict[str, Any], body: bytes) -> str:
     return key
 
 
+@dataclass
+class Hold:
+    """Hold the next tag write of one key whose body matches `match` (a regex; "" matches any) for `seconds`."""
+
+    bucket: str
+    key: str
+    seconds: float
+    match: str = ""
+
+    def wants(self, req: Request, body: bytes) -> bool:
+        return (req.bucket, req.key) == (self.bucket, self.key) and (
+            not self.match or re.search(self.match, body.decode("utf-8", "replace")) is not None)
+
+
 class CosLayer:
     """WSGI middleware around moto: COS's rules, injected faults, and a COS event for every create."""
 
@@ -199,6 +215,7 @@ class CosLayer:
         self._bursts: dict[tuple[str, str], int] = {}
         self._faults_lock = threading.Lock()
         self.stalled: dict[tuple[str, str, str], int] = {}   # (kind, bucket, key) -> writes held right now
+        self.holds: list[Hold] = []                          # one-shot holds of particular tag writes
 
     # --- faults -----------------------------------------------------------------------------------
     def _stall(self, what: str, req: Request, seconds: float) -> None:
@@ -225,6 +242,17 @@ class CosLayer:
                 return True
         return False
 
+    def _take_hold(self, req: Request) -> Optional[Hold]:
+        length = int(req.environ.get("CONTENT_LENGTH") or 0)
+        body = req.environ["wsgi.input"].read(length) if length else b""
+        req.environ["wsgi.input"] = io.BytesIO(body)
+        with self._faults_lock:
+            for hold in self.holds:
+                if hold.wants(req, body):
+                    self.holds.remove(hold)
+                    return hold
+        return None
+
     def _inject(self, req: Request) -> Optional[CosError]:
         """The fault this request meets, if any (after any stall it is held for)."""
         f = self.faults
@@ -235,9 +263,12 @@ class CosLayer:
             if f.state_stall_seconds > 0 and random.random() < f.state_stall_rate:
                 self._stall("state", req, f.state_stall_seconds)
         if req.kind == "tagging":
-            if random.random() < f.tagging_fail_rate:
+            hold = self._take_hold(req) if self.holds else None
+            if hold is not None:
+                self._stall("tagging", req, hold.seconds)
+            elif random.random() < f.tagging_fail_rate:
                 return CosError("503 Service Unavailable", "SlowDown", "injected fault")
-            if f.tagging_stall_seconds > 0 and random.random() < f.tagging_stall_rate:
+            elif f.tagging_stall_seconds > 0 and random.random() < f.tagging_stall_rate:
                 self._stall("tagging", req, f.tagging_stall_seconds)
         if req.kind == "Copy" and random.random() < f.copy_fail_rate:
             # COS can answer a failed copy with 200 and an <Error> body; half the faults do that.

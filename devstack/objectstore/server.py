@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Optional
 
-from .cos import CosLayer, versioning_status
+from .cos import CosLayer, Hold, versioning_status
 from .events import Created, cos_event
 from .switches import VERSIONING, Faults, Switches, as_dict
 
@@ -65,6 +65,29 @@ class ObjectStore:
             return []
         with self.layer._faults_lock:
             return [{"kind": k, "bucket": b, "key": key, "count": n} for (k, b, key), n in self.layer.stalled.items()]
+
+    def holds(self) -> list[dict[str, Any]]:
+        """One-shot holds not yet met."""
+        if self.layer is None:
+            return []
+        with self.layer._faults_lock:
+            return [as_dict(h) for h in self.layer.holds]
+
+    def hold_tag_write(self, bucket: str, key: str, seconds: float, match: str = "") -> None:
+        """Hold the next PUT ?tagging of `key` whose body matches the regex `match` for `seconds`; it is then
+        applied to whatever the key holds by that time."""
+        import re
+
+        if self.layer is None:
+            raise ValueError("the object store is not running")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 < seconds <= 600:
+            raise ValueError(f"seconds: expected 0 < seconds <= 600, got {seconds!r}")
+        try:
+            re.compile(match)
+        except (re.error, TypeError):
+            raise ValueError(f"match: not a regular expression: {match!r}") from None
+        with self.layer._faults_lock:
+            self.layer.holds.append(Hold(bucket, key, float(seconds), match))
 
     # --- buckets ---------------------------------------------------------------------------------
     def set_versioning(self, bucket: str, status: str, client: Any = None) -> None:

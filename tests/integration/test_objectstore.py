@@ -472,3 +472,28 @@ def test_bad_settings_are_refused_and_change_nothing(cos: Store, values: dict[st
     with pytest.raises(ValueError, match=message):
         cos.store.configure({"event_form": "logged", **values})
     assert cos.store.settings() == before
+
+
+def test_a_hold_delays_only_the_next_matching_tag_write_of_its_key(cos: Store, key: str) -> None:
+    # Given a hold on the next tag write of one key that sets a verdict
+    cos.s3.put_object(Bucket=PLAIN, Key=key, Body=b"x")
+    cos.store.hold_tag_write(PLAIN, key, 1.0, match="<Value>(CLEAN|SUSPICIOUS)</Value>")
+
+    def tag(value: str) -> float:
+        started = time.time()
+        cos.s3.put_object_tagging(Bucket=PLAIN, Key=key, Tagging={"TagSet": [{"Key": "ci-status", "Value": value}]})
+        return time.time() - started
+
+    # Then a write that does not match passes at once, the matching one is held, and the hold is used up
+    assert tag("PENDING") < 0.5
+    assert cos.store.holds() != []
+    assert tag("CLEAN") >= 1.0
+    assert cos.store.holds() == []
+    assert tag("SUSPICIOUS") < 0.5
+
+
+def test_holds_refuse_nonsense(cos: Store) -> None:
+    with pytest.raises(ValueError, match="seconds"):
+        cos.store.hold_tag_write(PLAIN, "k", -1)
+    with pytest.raises(ValueError, match="regular expression"):
+        cos.store.hold_tag_write(PLAIN, "k", 1, match="(")

@@ -1,5 +1,5 @@
-"""At-least-once everywhere: reconcile, stale and missing objects, malformed events, and the chaos
-scenarios at a small size."""
+"""At-least-once everywhere: reconcile, stale and missing objects, malformed events. (The chaos scenarios at a
+small size are in test_chaos.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from devstack.chaos import SCENARIOS, run_chaos
 from devstack.samples import _png, zip_archive
 from tests.conftest import Dev, start_dev
 
@@ -178,12 +177,3 @@ def test_malformed_cos_events_are_logged_and_not_retried(dev: Dev, monkeypatch: 
             assert out["problems"] or all(r["status"] == "skipped" for r in out["results"])
     finally:
         settings_mod.reset_settings()
-
-
-def test_chaos_scenarios_small() -> None:
-    # Every fault scenario, a few uploads each: nothing lost, no duplicate job, no wrong action
-    rows, totals = run_chaos(per_scenario=4, timeout=40, out=lambda _: None)
-    assert [r.name for r in rows] == [s.name for s in SCENARIOS]
-    assert totals == {"lost": 0, "duplicate_jobs": 0, "wrong_actions": 0}, [(r.name, r.notes) for r in rows]
-    for r in rows:
-        assert r.correct == 4, (r.name, r.notes)

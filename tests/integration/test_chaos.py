@@ -1,0 +1,44 @@
+"""Every chaos scenario at a small size (`make chaos` runs them at 30 uploads or more): nothing lost, no
+duplicate job, no wrong action, and nothing the audits find.
+
+Scenarios that cannot pass before a fix of the functions lands are marked xfail(strict=True) with the defect
+they show: they turn into failures once the fix lands, and are then un-marked.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from devstack.chaos import SCENARIOS, Row, run_chaos
+
+pytestmark = pytest.mark.integration
+PER_SCENARIO = 4
+NOT_YET_PASSING: dict[str, str] = {
+    "conditional create not honoured":
+        "on a bucket whose versioning is Suspended x-cos-forbid-overwrite has no effect and every write is the "
+        "null version, so duplicate events each make a job",
+}
+
+
+@pytest.fixture(scope="module")
+def rows() -> Iterator[dict[str, Row]]:
+    rows, _ = run_chaos(per_scenario=PER_SCENARIO, timeout=40, out=lambda _: None)
+    yield {r.name: r for r in rows}
+
+
+def test_every_scenario_ran(rows: dict[str, Row]) -> None:
+    assert list(rows) == [s.name for s in SCENARIOS]
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(s.name, id=s.name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_PASSING[s.name])]
+                 if s.name in NOT_YET_PASSING else [])
+    for s in SCENARIOS])
+def test_scenario(rows: dict[str, Row], name: str) -> None:
+    r = rows[name]
+    if r.skipped:
+        pytest.skip(r.skipped)
+    assert (r.lost, r.duplicate_jobs, r.wrong_actions) == (0, 0, 0), r.notes
+    assert r.correct == PER_SCENARIO, r.notes

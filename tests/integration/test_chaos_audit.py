@@ -1,0 +1,131 @@
+"""Each chaos audit finds what it is for: an extra copy, suspicious bytes readable by VersionId, a leftover
+pending marker, a ci-job-id naming a job that inspected other content, a state that changes after settling,
+and a callback that was refused. Objects are placed by hand outside the watched prefix, so the functions
+leave them alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from typing import Any, Iterator
+
+import pytest
+
+from devstack.chaos import STACK_ARGS, Chaos, Upload
+from devstack.process import StackProcess
+from devstack.samples import _png, zip_archive
+from tests.conftest import Dev
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def chaos() -> Iterator[Chaos]:
+    # Reconcile off: nothing may tidy up what the tests plant.
+    args = [a for a in STACK_ARGS]
+    args[args.index("--reconcile-every") + 1] = "0"
+    with StackProcess(args) as env:
+        c = Chaos(env, per_scenario=1, timeout=30)
+        c.marker_grace = 1.0
+        yield c
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"audit/{uuid.uuid4().hex[:8]}/"
+
+
+def tagged(chaos: Chaos, bucket: str, key: str, body: bytes, **tags: str) -> str:
+    etag = chaos.s3.put_object(Bucket=bucket, Key=key, Body=body)["ETag"].strip('"')
+    chaos.s3.put_object_tagging(Bucket=bucket, Key=key,
+                                Tagging={"TagSet": [{"Key": k.replace("_", "-"), "Value": v} for k, v in tags.items()]})
+    return etag
+
+
+def clean_upload(chaos: Chaos, key: str, bucket: str = "") -> Upload:
+    u = Upload(key, _png(seed=3), suspicious=False, bucket=bucket or chaos.bucket)
+    u.write(chaos.s3, u.body, False)
+    chaos.s3.put_object_tagging(Bucket=u.bucket, Key=key, Tagging={"TagSet": [{"Key": "ci-status", "Value": "CLEAN"}]})
+    return u
+
+
+def test_an_extra_copy_is_found(chaos: Chaos, prefix: str) -> None:
+    u = clean_upload(chaos, prefix + "a.png")
+    assert chaos.extra_copies(prefix, [u]) == []
+    chaos.s3.copy_object(Bucket=u.bucket, Key="quarantine/quarantine/" + u.key,
+                         CopySource={"Bucket": u.bucket, "Key": u.key})
+    assert chaos.extra_copies(prefix, [u]) == [(u.key, f"an extra copy at quarantine/quarantine/{u.key}")]
+
+
+def test_suspicious_bytes_left_readable_by_version_id_are_found(chaos: Chaos, prefix: str) -> None:
+    bucket = chaos.bucket_named("versioned")
+    u = Upload(prefix + "s.png", b"", suspicious=True, bucket=bucket)
+    u.write(chaos.s3, _png(seed=4) + zip_archive(), True)
+    # A quarantine that only deleted the key: a delete marker, the bytes still there by VersionId
+    chaos.s3.copy_object(Bucket=bucket, Key="quarantine/" + u.key, CopySource={"Bucket": bucket, "Key": u.key})
+    chaos.s3.delete_object(Bucket=bucket, Key=u.key)
+    found = chaos.extra_copies(prefix, [u])
+    assert found == [(u.key, "suspicious bytes still readable by VersionId under the original key (1 version(s))")]
+    # Once the version itself is deleted, nothing is found
+    for v in chaos.s3.list_object_versions(Bucket=bucket, Prefix=u.key)["Versions"]:
+        chaos.s3.delete_object(Bucket=bucket, Key=u.key, VersionId=v["VersionId"])
+    assert chaos.extra_copies(prefix, [u]) == []
+
+
+def test_a_leftover_pending_marker_is_found(chaos: Chaos, prefix: str) -> None:
+    u = clean_upload(chaos, prefix + "p.png")
+    assert chaos.leftover_markers([u]) == []
+    digest = hashlib.sha256(u.key.encode()).hexdigest()[:32]
+    marker = f"{chaos.state_prefix}pending/images/{digest}/{u.etag}.json"
+    chaos.s3.put_object(Bucket=u.bucket, Key=marker, Body=json.dumps({"key": u.key, "etag": u.etag}).encode())
+    try:
+        assert chaos.leftover_markers([u]) == [(u.key, f"pending marker left behind ({marker})")]
+        # Also when the marker's path does not name the key's hash, by the key inside it
+        chaos.s3.delete_object(Bucket=u.bucket, Key=marker)
+        other = f"{chaos.state_prefix}pending/images/elsewhere/{u.etag}.json"
+        chaos.s3.put_object(Bucket=u.bucket, Key=other, Body=json.dumps({"key": u.key}).encode())
+        assert chaos.leftover_markers([u]) == [(u.key, f"pending marker left behind ({other})")]
+        chaos.s3.delete_object(Bucket=u.bucket, Key=other)
+    finally:
+        chaos.s3.delete_object(Bucket=u.bucket, Key=marker)
+
+
+def test_a_job_id_naming_a_job_that_inspected_other_content_is_found(chaos: Chaos, prefix: str) -> None:
+    dev = Dev(chaos.env)
+    # Given a job that inspected one content (a real upload under the watched prefix)
+    watched = f"uploads/{prefix}inspected.png"
+    dev.put(watched, _png(seed=5))
+    job = dev.wait_status(watched, "CLEAN")["ci-job-id"]
+    assert chaos._dev("inspections")["jobs"][job]["etags"] == [dev.s3.head_object(
+        Bucket=dev.bucket, Key=watched)["ETag"].strip('"')]
+    # Then its id on that content is fine, and on other content is found
+    assert chaos.job_tags([Upload(watched, b"", False, bucket=dev.bucket)]) == []
+    other = Upload(prefix + "other.png", b"", False, bucket=dev.bucket)
+    other.etag = tagged(chaos, dev.bucket, other.key, _png(seed=6), ci_status="CLEAN", ci_job_id=job)
+    assert chaos.job_tags([other]) == [
+        (other.key, f"ci-job-id {job} on {other.key} names a job that inspected other content")]
+
+
+def test_a_state_that_changes_after_settling_is_found(chaos: Chaos, prefix: str) -> None:
+    u = clean_upload(chaos, prefix + "late.png")
+    assert chaos.state(u) == (True, True, "")
+    assert chaos.recheck([u], time.time()) == []
+    # A late write lands a second after the object looked settled
+    timer = threading.Timer(1.0, lambda: chaos.s3.put_object_tagging(
+        Bucket=u.bucket, Key=u.key, Tagging={"TagSet": [{"Key": "ci-status", "Value": "PENDING"}]}))
+    timer.start()
+    assert chaos.recheck([u], time.time()) == [(u.key, "changed 3s after it settled: ci-status=PENDING")]
+
+
+def test_a_refused_callback_is_found() -> None:
+    jobs: dict[str, Any] = {
+        "c1": {"detail": {"Input": {"Object": "uploads/x/a.png"}}, "callbacks": [{"status": 200}]},
+        "c2": {"detail": {"Input": {"Object": "uploads/x/b.png"}}, "callbacks": [{"status": 403}, {"status": 403}]},
+        "c3": {"detail": {"Input": {"Object": "uploads/x/c.png"}}, "callbacks": [{"status": None, "error": "dropped"}]},
+        "c4": {"detail": {"Input": {"Object": "uploads/y/d.png"}}, "callbacks": [{"status": 500}]},
+    }
+    assert Chaos.refused_callbacks("uploads/x/", jobs) == [
+        "the callback of job c2 was answered 403: the verdict waited for reconcile"]
