@@ -282,12 +282,9 @@ class Stack:
     def start(self) -> Stack:
         self.invoker.start()
         self.store.start()
+        ci_config = {} if self.o.callback_user_data is None else {"callback_user_data": self.o.callback_user_data}
         self.emulator = CiEmulator(self.o.region, [Credential(self.secret_id, self.secret_key, self.token)],
-                                   self.store.endpoint)
-        if self.o.callback_user_data is not None:
-            if "callback_user_data" not in self.emulator.config:
-                raise ValueError("this CI emulator has no callback_user_data switch")
-            self.emulator.config["callback_user_data"] = self.o.callback_user_data
+                                   self.store.endpoint, config=ci_config)
         self.inspections.attach(self.emulator)
         self.emulator.start()
         self.trigger.start()

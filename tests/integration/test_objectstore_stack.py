@@ -112,3 +112,10 @@ def test_a_function_with_a_clock_offset_runs_apart_with_that_offset(vdev: Dev) -
     assert runs[0]["runtime"]["ciflow"].startswith(str(ROOT / "layers" / "ciflow"))
     time.sleep(0.1)
     assert all(i.get("clock_offset") is None for i in vdev.invocations("submit"))
+
+
+@pytest.mark.parametrize("shape", ["omit", "echo"])
+def test_callback_user_data_is_passed_to_the_ci_emulator(shape: str) -> None:
+    for dev in start_dev("--callback-user-data", shape, "--reconcile-every", "0"):
+        with urllib.request.urlopen(dev.env["CIFLOW_DEV_CI_ADMIN"] + "config", timeout=10) as r:
+            assert json.load(r)["callback_user_data"] == shape
