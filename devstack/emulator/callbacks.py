@@ -4,9 +4,9 @@ CI POSTs `{"EventName": "TaskFinish", "JobsDetail": ...}` (JSON) or `<Response><
 <JobsDetail>...</JobsDetail></Response>` (XML, the default) to the job's `CallBack` URL. Switches, in
 `emu.config` (settable through `/_emulator/config` or `CiEmulator(config=...)`):
 
-- `callback_user_data`: `omit` | `echo`. The documented ImageInspect callback has no `Operation.UserData`
-  (platform.md §2) and whether real callbacks echo it is unverified; `omit` sends the documented shape,
-  `echo` keeps the UserData the job was created with. `GET /jobs/<id>` carries it either way.
+- `callback_user_data`: `omit` (the default) | `echo`. The documented ImageInspect callback has no
+  `Operation.UserData` (platform.md §2) and whether real callbacks echo it is unverified; `omit` sends the
+  documented shape, `echo` keeps the UserData the job was created with. `GET /jobs/<id>` carries it either way.
 - `callback_query`: `keep` | `drop` | `reencode`. Whether CI keeps the `CallBack` URL's query string, and
   whether it percent-encodes it, is unverified: `drop` calls the URL without its query, `reencode` with
   the query percent-encoded once more as one opaque string (`t=a.b&x=1` → `t%3Da.b%26x%3D1`).
@@ -40,7 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "json_numbers": ("int", "str"),
 }
 DEFAULTS: dict[str, Any] = {
-    "callback_user_data": "echo",
+    "callback_user_data": "omit",
     "callback_query": "keep",
     "json_jobs_detail": "object",
     "json_numbers": "int",

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from defusedxml import ElementTree
 
-from devstack.emulator.callbacks import CHOICES, callback_url
+from devstack.emulator.callbacks import CHOICES, DEFAULTS, callback_url
 from devstack.emulator.xmlutil import element_to_dict
 from devstack.samples import _png
 from tests.integration.emulator_harness import BUCKET, CallbackReceiver, Emulator, Received
@@ -75,7 +75,7 @@ def test_callback_shape_under_every_switch_setting(env, user_data: str, query: s
         job_id = submit(e, receiver, fmt)
         call = received_for(receiver, job_id)
     finally:
-        e.emu.configure({"callback_user_data": "echo", "callback_query": "keep"})
+        e.emu.configure({k: DEFAULTS[k] for k in ("callback_user_data", "callback_query")})
     # The URL: its path (where a token survives) always; its query as the switch says
     assert call.path == {"keep": f"{TOKEN_PATH}?{QUERY}", "drop": TOKEN_PATH,
                          "reencode": f"{TOKEN_PATH}?t%3Dabc.DEF-_~%26x%3D1"}[query]
@@ -98,6 +98,22 @@ def test_callback_shape_under_every_switch_setting(env, user_data: str, query: s
         time.sleep(0.02)
     record = e.emu.jobs[job_id].callbacks[-1]
     assert record["status"] == 200 and record["url"].endswith(call.path)
+
+
+@pytest.mark.parametrize("fmt", ["XML", "JSON"])
+def test_default_callback_is_the_documented_shape(env, fmt: str) -> None:
+    """Out of the box: no Operation.UserData (platform.md §2), the CallBack URL as given."""
+    _, receiver = env
+    fresh = Emulator()
+    try:
+        assert fresh.emu.config["callback_user_data"] == "omit" and fresh.emu.config["callback_query"] == "keep"
+        fresh.s3.put_object(Bucket=BUCKET, Key=KEY, Body=_png())
+        job_id = submit(fresh, receiver, fmt)
+        call = received_for(receiver, job_id)
+    finally:
+        fresh.stop()
+    assert call.path == f"{TOKEN_PATH}?{QUERY}"
+    assert set(parse(call, fmt)["Operation"]) == {"ImageInspectResult", "JobLevel"}
 
 
 @pytest.mark.parametrize("url,mode,want", [
@@ -129,7 +145,7 @@ def test_switches_refuse_unknown_values(env) -> None:
         with urllib.request.urlopen(req, timeout=10) as r:
             assert json.load(r)["callback_user_data"] == "omit"
     finally:
-        e.emu.configure({"callback_user_data": "echo"})
+        e.emu.configure({"callback_user_data": DEFAULTS["callback_user_data"]})
 
 
 def test_constructor_takes_and_checks_the_switches() -> None:
