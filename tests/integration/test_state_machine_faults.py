@@ -508,3 +508,27 @@ def test_tokens_never_reach_the_logs(h: Harness, prefix: str) -> None:
         root.setLevel(old)
     token = h.token_of(h.finished_job(key)["detail"]["JobId"])
     assert token.split(".")[2] not in stream.getvalue()
+
+
+# --- the callback URL names its rule and ETag: checked before any request ------------------------
+
+def test_a_callback_whose_url_names_another_etag_is_refused_before_any_request(h: Harness, prefix: str) -> None:
+    key = f"{prefix}named.png"
+    h.dev.put(key, _png(seed=101))
+    h.submit(key)
+    detail = h.finished_job(key)["detail"]
+    url = urlsplit(h.job(detail["JobId"])["request"]["CallBack"])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert set(query) == {"t", "r", "e"}
+    event = h.callback_event(detail, query["t"])
+    h.faults.calls.clear()
+    # When the ETag in the URL is swapped for another, the token no longer matches: 403, nothing read
+    event["queryString"] = {**query, "e": "0" * 32}
+    out = h.callback().handle(event)
+    assert out["statusCode"] == 403 and h.faults.calls == []
+    # And with the URL as submitted, the verdict is applied, CI confirming while the object is read
+    event["queryString"] = query
+    out = h.callback().handle(event)
+    assert out["statusCode"] == 200 and h.dev.tags(key)["ci-status"] == "CLEAN"
+    first = [name for name, _ in h.faults.calls[:4]]
+    assert "get" in first and "head" in first

@@ -479,7 +479,7 @@ def test_explain_shows_the_exact_request_and_has_no_side_effects(ctx: Context) -
     (job,) = e["jobs"]
     assert job["state"] == "new" and job["request_for"] == "upload event or backfill"
     expected = build_job(ctx.rules.rules[0], "uploads/a.png", UserData("images", etag).encode(),
-                         "https://cb.example.com/?t=REDACTED", "XML", BUCKET, "ap-guangzhou")
+                         f"https://cb.example.com/?t=REDACTED&r=images&e={etag}", "XML", BUCKET, "ap-guangzhou")
     assert job["request"] == expected
     assert job["outcomes"]["SUSPICIOUS"]["actions"] == ["quarantine"]
     assert "quarantine/uploads/a.png" in job["outcomes"]["SUSPICIOUS"]["effects"][0]

@@ -124,13 +124,13 @@ class ActionRunner:
         self.bucket = bucket
         self.quarantine_prefix = quarantine_prefix
 
-    def _prefix(self, rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
+    def destination(self, rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
         actions, move_prefix = planned_actions(rule, v)
         return actions, self.quarantine_prefix if "quarantine" in actions else move_prefix
 
     def observe(self, rule: Rule, key: str, v: Verdict, *extra: Callable[[], Any]) -> Seen:
         """HEAD the key, read its tags, HEAD the move's destination, plus any `extra` reads: together."""
-        _, prefix = self._prefix(rule, v)
+        _, prefix = self.destination(rule, v)
         dest_key = prefix + key if prefix is not None else None
         results = together(lambda: self.storage.head(self.bucket, key),
                            lambda: self.storage.get_tags(self.bucket, key),
@@ -138,11 +138,13 @@ class ActionRunner:
                            *extra)
         return Seen(results[0], results[1], dest_key, results[2], results[3:])
 
-    def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None) -> Applied:
-        """Apply `v` to `key`, which was inspected at `etag`."""
+    def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None,
+              alongside: Optional[Callable[[], Any]] = None) -> Applied:
+        """Apply `v` to `key`, which was inspected at `etag`. `alongside` (recording the result) is sent
+        together with the first write, once the object is known to hold the inspected content."""
         ours = status_tags(rule, v)
         managed = managed_tags(rule)
-        actions, prefix = self._prefix(rule, v)
+        actions, prefix = self.destination(rule, v)
         if seen is None:
             seen = self.observe(rule, key, v)
         info = seen.info
@@ -154,12 +156,13 @@ class ActionRunner:
             return Applied("stale", key)
         merged = merge_logged(seen.tags, ours, managed)
         if prefix is not None:
-            return self._move(info, prefix, v, merged, actions, seen)
+            return self._move(info, prefix, v, merged, actions, seen, alongside)
         out = Applied("applied", key, merged, tagged_in_place=True)
         private = "make_private" in actions
-        wrote, made_private = together(
+        wrote, made_private, _ = together(
             (lambda: self.storage.put_tags(self.bucket, key, merged)) if merged != seen.tags else None,
-            (lambda: self.storage.make_private(self.bucket, key)) if private else None)
+            (lambda: self.storage.make_private(self.bucket, key)) if private else None,
+            alongside)
         out.steps.append("tagged")
         if made_private:
             out.steps.append("made-private")
@@ -173,7 +176,7 @@ class ActionRunner:
         return out
 
     def _move(self, info: ObjectInfo, prefix: str, v: Verdict, merged: dict[str, str], actions: list[str],
-              seen: Seen) -> Applied:
+              seen: Seen, alongside: Optional[Callable[[], Any]] = None) -> Applied:
         key, etag = info.key, info.etag
         dest = seen.dest_key or prefix + key
         existing = seen.dest
@@ -183,18 +186,22 @@ class ActionRunner:
             existing = self.storage.head(self.bucket, dest)
         if existing is None:
             # The copy carries the tags, and takes exactly the inspected content (version, ETag).
-            if not self.storage.copy(self.bucket, key, dest, if_match=etag, version_id=info.version_id,
-                                     tags=merged, size=info.size):
+            copied, _ = together(lambda: self.storage.copy(self.bucket, key, dest, if_match=etag,
+                                                           version_id=info.version_id, tags=merged, size=info.size),
+                                 alongside)
+            if not copied:
                 logger.warning("source changed or vanished during the move; left in place")
                 return Applied("stale", key)
         else:
             # A copy from an earlier attempt: make sure it carries this verdict's tags.
-            dest_tags = self.storage.get_tags(self.bucket, dest) or {}
+            dest_tags, _ = together(lambda: self.storage.get_tags(self.bucket, dest) or {}, alongside)
             if dest_tags != merged:
                 self.storage.put_tags(self.bucket, dest, merged)
         out = Applied("applied", dest, merged)
+        # The conditional copy has just seen the inspected bytes at the key: delete them now.
         together((lambda: self.storage.make_private(self.bucket, dest)) if "make_private" in actions else None,
-                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id))
+                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id,
+                                                     checked=existing is None))
         if "make_private" in actions:
             out.steps.append("made-private")
         out.steps.append("quarantined" if prefix == self.quarantine_prefix else f"moved to {prefix}")

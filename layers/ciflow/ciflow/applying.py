@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from . import userdata
-from .actions import ActionRunner, Applied, settle_tags
+from .actions import ActionRunner, Applied, Seen, settle_tags
 from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
@@ -24,6 +24,9 @@ def result_fields(v: Verdict, applied: Applied) -> dict[str, Any]:
             "output_key": v.output_key, "labels": [lb.__dict__ for lb in v.labels]}
 
 
+_UNREAD: Any = object()
+
+
 class Completer:
     """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
 
@@ -33,8 +36,10 @@ class Completer:
         self.settings = settings
         self.rules = rules
 
-    def complete(self, bucket: str, detail: dict[str, Any]) -> dict[str, Any]:
-        """`detail` is a JobsDetail as CI reports it (never a callback body)."""
+    def complete(self, bucket: str, detail: dict[str, Any], claim: Any = _UNREAD,
+                 seen: Optional[Seen] = None) -> dict[str, Any]:
+        """`detail` is a JobsDetail as CI reports it (never a callback body). `claim` and `seen` are
+        passed when the caller has read them already (the claim, and the object as `observe` reads it)."""
         job_id = str(detail.get("JobId", ""))
         inp = detail.get("Input") if isinstance(detail.get("Input"), dict) else {}
         op = detail.get("Operation") if isinstance(detail.get("Operation"), dict) else {}
@@ -54,9 +59,12 @@ class Completer:
         rid = RecordId(key, ud.etag, rule.name)
         records = Records(self.storage, bucket, self.settings.state_prefix)
         runner = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix)
-        # The claim (to tell a superseded job) and the object's state are read in one round trip.
-        seen = runner.observe(rule, key, v, lambda: records.read_claim(rid))
-        claim = seen.extra[0] or {}
+        if seen is None:
+            # The claim (to tell a superseded job) and the object's state are read in one round trip.
+            seen = runner.observe(rule, key, v, *([lambda: records.read_claim(rid)] if claim is _UNREAD else []))
+            if claim is _UNREAD:
+                claim = seen.extra[0]
+        claim = claim or {}
         current = int(claim.get("attempts") or 1)
         if ud.attempt < current or (ud.attempt == current and claim.get("job_id") not in (None, "", job_id)):
             # A job that a later submission replaced, or a second job for the same submission:
@@ -64,21 +72,26 @@ class Completer:
             logger.warning("callback for a superseded job; ignored",
                            extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
-        return self.apply(records, rid, rule, v, lambda: runner.apply(rule, key, ud.etag, v, seen))
+        return self.apply(records, rid, rule, v,
+                          lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside))
 
     def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any) -> dict[str, Any]:
-        """Run the actions, then record the result and check our tag write together, then drop the
-        pending marker: the marker goes last, so a crash anywhere leaves work reconcile finds."""
+        """Run the actions, recording the result together with their first write; then check our tag
+        write and drop the pending marker. The marker is what says "done": it goes only after every
+        action finished, so a crash anywhere leaves work that reconcile finds and redoes."""
+        expected = Applied("applied", rid.key)
         try:
-            applied = act()
+            applied = act(lambda: records.put_result(rid, **result_fields(v, expected)))
         except PermanentError as exc:
             logger.error("could not apply the verdict", extra={"code": exc.code})
             records.write_result(rid, job_id=v.job_id, outcome=v.outcome, applied="error", reason=exc.code)
             return {"job_id": v.job_id, "status": "error", "code": exc.code}
-        together(lambda: records.put_result(rid, **result_fields(v, applied)),
-                 (lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
-                 if applied.tagged_in_place else None)
-        records.drop_pending(rid)
+        fields = result_fields(v, applied)
+        if fields != result_fields(v, expected):
+            records.put_result(rid, **fields)   # the object was moved, gone or changed: say so
+        together((lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
+                 if applied.tagged_in_place else None,
+                 lambda: records.drop_pending(rid))
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})
         return {"job_id": v.job_id, "outcome": v.outcome, "status": applied.status,

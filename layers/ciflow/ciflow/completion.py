@@ -12,12 +12,16 @@ import json
 from typing import Any, Optional
 
 from . import tokens, userdata
+from .actions import ActionRunner, Seen
 from .applying import Completer
 from .callbacks import MAX_JOBS_PER_CALLBACK, JobClaim, job_claims, parse_body, parse_http_event
 from .ci import CiJobs
+from .concurrency import together
 from .errors import RequestRejected, RetryableError
 from .log import bind, logger
 from .ports import Ports
+from .records import RecordId, Records
+from .results import verdict
 from .rules import RuleSet
 from .settings import Settings
 from .storage import Storage
@@ -57,6 +61,13 @@ class CallbackHandler(Ports):
         if problem:
             raise RequestRejected(403, problem)
         claims = job_claims(parse_body(req.body), MAX_JOBS_PER_CALLBACK)
+        rule_name, etag = req.query.get("r", ""), req.query.get("e", "")
+        if rule_name and etag and len(claims) == 1:
+            # The URL names the rule and ETag its token was minted for: the token is checked before any
+            # request, and the object is read while CI confirms the job (one round trip less).
+            claim = claims[0]
+            self._authenticate(token, claim.bucket, claim.key, userdata.UserData(rule_name, etag).encode())
+            return [self._complete_named(claim, token, rule_name, etag)]
         # A body's UserData, when CI echoes it, rejects a forgery before any request to CI.
         for claim in claims:
             if claim.user_data is not None:
@@ -65,6 +76,35 @@ class CallbackHandler(Ports):
         # token must match those. Every job is confirmed before acting on any of them.
         details = [self._confirm(claim, token) for claim in claims]
         return [self.completer.complete(claim.bucket, detail) for claim, detail in zip(claims, details)]
+
+    def _complete_named(self, claim: JobClaim, token: str, rule_name: str, etag: str) -> dict[str, Any]:
+        bind(bucket=claim.bucket, key=claim.key, job_id=claim.job_id)
+        rule = self.rules.by_name(rule_name)
+        if rule is None:
+            detail = self._confirm(claim, token)
+            return self.completer.complete(claim.bucket, detail)
+        records = Records(self.storage, claim.bucket, self.settings.state_prefix)
+        rid = RecordId(claim.key, etag, rule.name)
+        dests = possible_destinations(rule, self.rules.quarantine_prefix, claim.key)
+        reads = together(lambda: self.ci.get(claim.bucket, claim.job_id),
+                         lambda: records.read_claim(rid),
+                         lambda: self.storage.head(claim.bucket, claim.key),
+                         lambda: self.storage.get_tags(claim.bucket, claim.key),
+                         *[(lambda d=d: self.storage.head(claim.bucket, d)) for d in dests])
+        detail, found_claim, info, tags = reads[:4]
+        heads = dict(zip(dests, reads[4:]))
+        self._check(claim, detail)
+        ud = userdata.decode(str(detail["Operation"].get("UserData", "")))
+        if ud is None or ud.rule != rule_name or ud.etag != etag:
+            raise RequestRejected(403, "callback does not match the job CI reports")
+        v = verdict(detail, rule)
+        dest_key = None
+        if v is not None:
+            runner = ActionRunner(self.storage, claim.bucket, self.rules.quarantine_prefix)
+            _, prefix = runner.destination(rule, v)
+            dest_key = prefix + claim.key if prefix is not None else None
+        seen = Seen(info, tags, dest_key, heads.get(dest_key) if dest_key else None)
+        return self.completer.complete(claim.bucket, detail, claim=found_claim, seen=seen)
 
     def _authenticate(self, token: str, bucket: str, key: str, user_data: Optional[str]) -> None:
         ud = userdata.decode(user_data)
@@ -81,17 +121,34 @@ class CallbackHandler(Ports):
         if self.settings.buckets and claim.bucket not in self.settings.buckets:
             raise RequestRejected(403, "bucket is not served here")
         detail = self.ci.get(claim.bucket, claim.job_id)
+        self._check(claim, detail)
+        self._authenticate(token, claim.bucket, claim.key, str(detail["Operation"].get("UserData", "")))
+        return detail
+
+    @staticmethod
+    def _check(claim: JobClaim, detail: Optional[dict[str, Any]]) -> None:
+        """CI must know the job in this bucket, for this object (and with the body's UserData, if any)."""
         if detail is None:
             raise RequestRejected(403, "CI does not know this job in this bucket")
         inp = detail.get("Input") if isinstance(detail.get("Input"), dict) else {}
-        op = detail.get("Operation") if isinstance(detail.get("Operation"), dict) else {}
+        if not isinstance(detail.get("Operation"), dict):
+            detail["Operation"] = {}
         confirmed_bucket = str(inp.get("BucketId") or inp.get("Bucket") or claim.bucket)
-        confirmed_ud = str(op.get("UserData", ""))
+        confirmed_ud = str(detail["Operation"].get("UserData", ""))
         if (confirmed_bucket != claim.bucket or str(inp.get("Object", "")) != claim.key
                 or (claim.user_data is not None and confirmed_ud != claim.user_data)):
             raise RequestRejected(403, "callback does not match the job CI reports")
-        self._authenticate(token, claim.bucket, claim.key, confirmed_ud)
-        return detail
+
+
+def possible_destinations(rule: Any, quarantine_prefix: str, key: str) -> list[str]:
+    """Where any outcome of `rule` could move `key` (HEADed before the verdict is known)."""
+    out: list[str] = []
+    for outcome in rule.outcomes.values():
+        for action in outcome.actions:
+            prefix = quarantine_prefix if action == "quarantine" else outcome.move_to if action == "move" else None
+            if prefix is not None and prefix + key not in out:
+                out.append(prefix + key)
+    return out
 
 
 def token_in_path(path: str) -> str:

@@ -9,10 +9,15 @@ from .delivery import URL, Delivery
 from .rules import Rule
 
 
-def callback_url(base: str, token: str) -> str:
-    """Append the token as the `t` query parameter, keeping any query the base URL has."""
+def callback_url(base: str, token: str, rule: str = "", etag: str = "") -> str:
+    """Append the token as the `t` query parameter, keeping any query the base URL has. The rule and
+    ETag it was minted for go beside it (`r`, `e`): the callback can then check the token before any
+    request, and read the object while CI confirms the job."""
     parts = urlsplit(base)
-    query = (parts.query + "&" if parts.query else "") + urlencode({"t": token})
+    params = {"t": token}
+    if rule and etag:
+        params.update(r=rule, e=etag)
+    query = (parts.query + "&" if parts.query else "") + urlencode(params)
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", query, ""))
 
 

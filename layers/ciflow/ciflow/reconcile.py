@@ -18,7 +18,7 @@ from typing import Any, Optional
 from .actions import ActionRunner
 from .applying import Completer
 from .ci import CiJobs
-from .concurrency import together
+from .concurrency import Failed, settled, together
 from .errors import PermanentError, RetryableError
 from .log import bind, logger
 from .ports import Ports
@@ -36,7 +36,11 @@ class Summary:
     def __init__(self) -> None:
         self.checked = self.young = self.applied = self.resubmitted = 0
         self.failed = self.gone = self.waiting = self.errors = 0
+        self.deferred = 0  # old enough, but past this run's cap: the next run takes them, oldest first
         self.details: list[dict[str, Any]] = []
+
+
+PARALLEL_CHECKS = 8
 
 
 class Reconciler(Ports):
@@ -61,21 +65,31 @@ class Reconciler(Ports):
         summary = Summary()
         for bucket in buckets or list(self.settings.buckets):
             records = Records(self.storage, bucket, self.settings.state_prefix)
-            markers, total = records.pending_markers(self.settings.reconcile_after_seconds, limit)
-            summary.young += total - len(markers)
+            markers, young, deferred = records.pending_markers(self.settings.reconcile_after_seconds, limit)
+            summary.young += young
+            summary.deferred += deferred
             claims = together(*[(lambda m=m, r=records: self._claim_for(r, m)) for m in markers])
             job_ids = [str(c[0].get("job_id")) for c in claims if c is not None and c[0].get("job_id")]
             details = self.ci.get_many(bucket, job_ids) if job_ids else {}
-            for marker, found in zip(markers, claims):
-                summary.checked += 1
-                try:
-                    rid, outcome = self.check(bucket, records, marker, found, details)
-                except (RetryableError, PermanentError) as exc:
-                    logger.warning("reconcile could not finish a record; next run retries", extra={"error": str(exc)})
-                    rid, outcome = None, "errors"
-                setattr(summary, outcome, getattr(summary, outcome) + 1)
-                if outcome not in ("young", "waiting") and rid is not None:
-                    summary.details.append({"bucket": bucket, "key": rid.key, "rule": rid.rule, "outcome": outcome})
+            # Jobs are checked (and their verdicts applied) a few at a time: each takes several round trips.
+            for start in range(0, len(markers), PARALLEL_CHECKS):
+                chunk = list(zip(markers, claims))[start:start + PARALLEL_CHECKS]
+                outcomes = settled(*[(lambda m=m, f=f, r=records, b=bucket, d=details: self.check(b, r, m, f, d))
+                                     for m, f in chunk])
+                for out in outcomes:
+                    summary.checked += 1
+                    if isinstance(out, Failed):
+                        if not isinstance(out.error, (RetryableError, PermanentError)):
+                            raise out.error
+                        logger.warning("reconcile could not finish a record; next run retries",
+                                       extra={"error": str(out.error)})
+                        rid, outcome = None, "errors"
+                    else:
+                        rid, outcome = out
+                    setattr(summary, outcome, getattr(summary, outcome) + 1)
+                    if outcome not in ("young", "waiting") and rid is not None:
+                        summary.details.append({"bucket": bucket, "key": rid.key, "rule": rid.rule,
+                                                "outcome": outcome})
         if summary.checked or summary.errors:
             logger.info("reconcile finished", extra={k: v for k, v in summary.__dict__.items() if k != "details"})
         return summary
@@ -114,7 +128,7 @@ class Reconciler(Ports):
             logger.warning("CI lost the job; resubmitting", extra={"job_id": job_id, "lost": claim.get("lost", 0)})
             return rid, self._resubmit(bucket, records, rid, rule, lost=True)
         if is_final(detail):
-            result = self.completer.complete(bucket, detail)
+            result = self.completer.complete(bucket, detail, claim=claim)
             if result.get("status") in ("superseded", "not-ours"):
                 # The claim moved on to a newer attempt, which shares this marker: leave it to that one.
                 return rid, "gone"
@@ -136,7 +150,8 @@ class Reconciler(Ports):
         logger.error("giving up on a job", extra={"job_id": job_id, "reason": reason})
         v = Verdict("FAILED", job_id, reason=reason)
         runner = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix)
-        self.completer.apply(records, rid, rule, v, lambda: runner.apply(rule, rid.key, rid.etag, v))
+        self.completer.apply(records, rid, rule, v,
+                             lambda alongside: runner.apply(rule, rid.key, rid.etag, v, alongside=alongside))
         return "failed"
 
 

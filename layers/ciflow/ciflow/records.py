@@ -143,21 +143,23 @@ class Records:
         self.storage.delete(self.bucket, marker_key)  # unreadable marker: nothing can be done with it
         return None
 
-    def pending_markers(self, older_than: float, limit: int) -> tuple[list[str], int]:
+    def pending_markers(self, older_than: float, limit: int) -> tuple[list[str], int, int]:
         """Marker keys older than `older_than` seconds by COS's clock, oldest first, at most `limit`;
-        and how many markers exist in all. The listing carries each marker's age, so young markers
-        cost no read, and the oldest are served first so no job starves behind a cap."""
+        then how many are younger, and how many old ones the cap left for the next run. The listing
+        carries each marker's age, so young markers cost no read, and the oldest are served first so
+        no job starves behind the cap."""
         aged: list[tuple[float, str]] = []
-        total = 0
+        young = 0
         token = None
         while True:
             objects, token, now = self.storage.list_page(self.bucket, f"{self.prefix}pending/", token)
             for o in objects:
-                total += 1
                 modified = o.last_modified.timestamp() if o.last_modified is not None else 0.0
                 if now - modified >= older_than:
                     aged.append((modified, o.key))
+                else:
+                    young += 1
             if token is None:
                 break
         aged.sort()
-        return [k for _, k in aged[:limit]], total
+        return [k for _, k in aged[:limit]], young, max(0, len(aged) - limit)

@@ -191,7 +191,7 @@ class Submitter(Ports):
         if self.settings.callback_url and not delivery.is_queue:
             token = tokens.mint(self.settings.callback_secret, bucket, info.key, rule.name, etag,
                                 self.settings.token_ttl_seconds)
-            url = callback_url(self.settings.callback_url, token)
+            url = callback_url(self.settings.callback_url, token, rule.name, etag)
         request = build_job(rule, info.key, user_data, url, self.settings.callback_format, bucket,
                             self.settings.region, delivery)
         pending, dropped = tagging.merge(tags, pending_tags(rule), managed_tags(rule))
@@ -225,7 +225,8 @@ class Submitter(Ports):
                     extra={"rule": rule.name, "outcome": known.outcome, "job_id": known.job_id})
         runner = ActionRunner(self.storage, records.bucket, self.rules.quarantine_prefix)
         Completer(self.storage, self.ci, self.settings, self.rules).apply(
-            records, rid, rule, known, lambda: runner.apply(rule, info.key, rid.etag, known))
+            records, rid, rule, known, lambda alongside: runner.apply(rule, info.key, rid.etag, known,
+                                                                     alongside=alongside))
 
     def _mark(self, bucket: str, info: ObjectInfo, ours: list[Any]) -> None:
         existing = self.storage.get_tags(bucket, info.key)

@@ -154,7 +154,7 @@ def explain(ctx: Context, key: str, content_type: Optional[str] = None, head: bo
         url = ""
         if s.callback_url:
             token = tokens.mint(s.callback_secret, ctx.bucket, key, rule.name, etag, s.token_ttl_seconds, now=now)
-            url = callback_url(s.callback_url, token)
+            url = callback_url(s.callback_url, token, rule.name, etag)
         request = build_job(rule, key, user_data, url, s.callback_format, ctx.bucket, s.region)
         if url:
             request["CallBack"] = redact_token(request["CallBack"])
