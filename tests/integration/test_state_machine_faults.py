@@ -532,3 +532,40 @@ def test_a_callback_whose_url_names_another_etag_is_refused_before_any_request(h
     assert out["statusCode"] == 200 and h.dev.tags(key)["ci-status"] == "CLEAN"
     first = [name for name, _ in h.faults.calls[:4]]
     assert "get" in first and "head" in first
+
+
+# --- versioning Suspended: the records live in a bucket that never had versioning ---------------
+
+def test_suspended_bucket_with_a_state_bucket_makes_one_job_per_version(h: Harness, prefix: str) -> None:
+    bucket = h.dev.buckets[1]
+    state = f"ciflow-state-{APPID}"
+    h.dev.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    h.dev.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    try:
+        h.dev.s3.create_bucket(Bucket=state, CreateBucketConfiguration={"LocationConstraint": "ap-guangzhou"})
+    except h.dev.s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    key = f"{prefix}suspended.png"
+    h.dev.s3.put_object(Bucket=bucket, Key=key, Body=suspicious(111))
+    # When three copies of the event race, with the records in the state bucket
+    sub = h.submitter(state_bucket=state)
+    threads = [threading.Thread(target=sub.handle, args=(h.event(key, bucket),)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then CI got one job, and the records are in the state bucket, not beside the object
+    assert len(h.dev.jobs_for(key, bucket)) == 1
+    listed = h.dev.s3.list_objects_v2(Bucket=state, Prefix=f".ciflow/{bucket}/jobs/").get("Contents", [])
+    assert len(listed) == 1
+    import hashlib
+
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    beside = h.dev.s3.list_objects_v2(Bucket=bucket, Prefix=".ciflow/").get("Contents", [])
+    assert not [o for o in beside if digest in o["Key"]]
+    # And the verdict is applied from there: quarantined, no version left readable at the key
+    job = h.finished_job(key, bucket=bucket)
+    out = h.callback(state_bucket=state).handle(h.callback_event(job["detail"], h.token_of(job["detail"]["JobId"])))
+    assert out["statusCode"] == 200, out
+    assert h.dev.exists("quarantine/" + key, bucket) and not h.dev.exists(key, bucket)
+    h.dev.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})

@@ -57,7 +57,7 @@ class Completer:
             logger.info("job not finished yet; nothing to apply", extra={"state": detail.get("State")})
             return {"job_id": job_id, "status": "not-final", "state": detail.get("State")}
         rid = RecordId(key, ud.etag, rule.name)
-        records = Records(self.storage, bucket, self.settings.state_prefix)
+        records = Records.of(self.storage, bucket, self.settings)
         runner = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix)
         if seen is None:
             # The claim (to tell a superseded job) and the object's state are read in one round trip.

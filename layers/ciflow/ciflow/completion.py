@@ -83,7 +83,7 @@ class CallbackHandler(Ports):
         if rule is None:
             detail = self._confirm(claim, token)
             return self.completer.complete(claim.bucket, detail)
-        records = Records(self.storage, claim.bucket, self.settings.state_prefix)
+        records = Records.of(self.storage, claim.bucket, self.settings)
         rid = RecordId(claim.key, etag, rule.name)
         dests = possible_destinations(rule, self.rules.quarantine_prefix, claim.key)
         reads = together(lambda: self.ci.get(claim.bucket, claim.job_id),

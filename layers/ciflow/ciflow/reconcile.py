@@ -64,7 +64,7 @@ class Reconciler(Ports):
         check at most `limit` of those older than `reconcile_after_seconds`, oldest first."""
         summary = Summary()
         for bucket in buckets or list(self.settings.buckets):
-            records = Records(self.storage, bucket, self.settings.state_prefix)
+            records = Records.of(self.storage, bucket, self.settings)
             markers, young, deferred = records.pending_markers(self.settings.reconcile_after_seconds, limit)
             summary.young += young
             summary.deferred += deferred

@@ -58,13 +58,23 @@ def _load(raw: Optional[bytes]) -> Optional[dict[str, Any]]:
 
 
 class Records:
-    def __init__(self, storage: Storage, bucket: str, state_prefix: str):
+    """The records of the objects in `bucket`. They live in that bucket under `state_prefix`, or, when
+    `state_bucket` is set (a bucket that never had versioning, for buckets whose versioning is
+    Suspended, where no conditional create exists), in that bucket under `<state_prefix><bucket>/`."""
+
+    def __init__(self, storage: Storage, bucket: str, state_prefix: str, state_bucket: str = ""):
         self.storage = storage
         self.bucket = bucket
-        self.prefix = state_prefix
+        self.store = state_bucket or bucket
+        self.prefix = f"{state_prefix}{bucket}/" if state_bucket else state_prefix
+
+    @classmethod
+    def of(cls, storage: Storage, bucket: str, settings: Any) -> Records:
+        """The records of `bucket` where `settings` keep them."""
+        return cls(storage, bucket, settings.state_prefix, settings.state_bucket)
 
     def _put(self, rid: RecordId, kind: str, doc: dict[str, Any]) -> None:
-        self.storage.put(self.bucket, rid.path(self.prefix, kind), json.dumps(doc).encode())
+        self.storage.put(self.store, rid.path(self.prefix, kind), json.dumps(doc).encode())
 
     def new_claim(self, rid: RecordId, version_id: str = "") -> dict[str, Any]:
         now = int(time.time())
@@ -74,7 +84,7 @@ class Records:
 
     def create_claim(self, rid: RecordId, doc: dict[str, Any]) -> bool:
         """Create the claim if absent (conditional create). True when this caller owns the submission."""
-        return self.storage.create_if_absent(self.bucket, rid.path(self.prefix, "jobs"), json.dumps(doc).encode())
+        return self.storage.create_if_absent(self.store, rid.path(self.prefix, "jobs"), json.dumps(doc).encode())
 
     def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
         """The marker reconcile lists. Written together with the claim, and again by anyone who finds a
@@ -94,7 +104,7 @@ class Records:
         return self.prefix + "jobs/" + marker_key[len(self.prefix + "pending/"):]
 
     def read_claim_at(self, claim_key: str) -> Optional[tuple[dict[str, Any], float]]:
-        stored = self.storage.get_record(self.bucket, claim_key)
+        stored = self.storage.get_record(self.store, claim_key)
         doc = _load(stored.body) if stored is not None else None
         if stored is None or doc is None:
             return None
@@ -112,13 +122,13 @@ class Records:
         return doc
 
     def read_result(self, rid: RecordId) -> Optional[dict[str, Any]]:
-        return _load(self.storage.get(self.bucket, rid.path(self.prefix, "results")))
+        return _load(self.storage.get(self.store, rid.path(self.prefix, "results")))
 
     def clear_result(self, rid: RecordId) -> None:
-        self.storage.delete(self.bucket, rid.path(self.prefix, "results"))
+        self.storage.delete(self.store, rid.path(self.prefix, "results"))
 
     def drop_pending(self, rid: RecordId) -> None:
-        self.storage.delete(self.bucket, rid.path(self.prefix, "pending"))
+        self.storage.delete(self.store, rid.path(self.prefix, "pending"))
 
     def put_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
         """Record the final outcome (the pending marker stays until `drop_pending`)."""
@@ -134,13 +144,13 @@ class Records:
 
     def read_pending(self, marker_key: str) -> Optional[RecordId]:
         """The (object, ETag, rule) a pending marker stands for; an unreadable marker is removed."""
-        raw = self.storage.get(self.bucket, marker_key)
+        raw = self.storage.get(self.store, marker_key)
         if raw is None:
             return None
         doc = _load(raw)
         if doc and doc.get("key") and doc.get("etag") and doc.get("rule"):
             return RecordId(str(doc["key"]), str(doc["etag"]), str(doc["rule"]))
-        self.storage.delete(self.bucket, marker_key)  # unreadable marker: nothing can be done with it
+        self.storage.delete(self.store, marker_key)  # unreadable marker: nothing can be done with it
         return None
 
     def pending_markers(self, older_than: float, limit: int) -> tuple[list[str], int, int]:
@@ -152,7 +162,7 @@ class Records:
         young = 0
         token = None
         while True:
-            objects, token, now = self.storage.list_page(self.bucket, f"{self.prefix}pending/", token)
+            objects, token, now = self.storage.list_page(self.store, f"{self.prefix}pending/", token)
             for o in objects:
                 modified = o.last_modified.timestamp() if o.last_modified is not None else 0.0
                 if now - modified >= older_than:

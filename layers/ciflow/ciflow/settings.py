@@ -35,6 +35,8 @@ ENV_VARS = {
     "CIFLOW_S3_ENDPOINT": "optional; S3-compatible endpoint (default https://cos.<region>.myqcloud.com)",
     "CIFLOW_CI_ENDPOINT": "optional; CI endpoint: a URL (http://host:port) or an EndpointCi domain",
     "CIFLOW_STATE_PREFIX": "optional; key prefix for ciflow's job records (default .ciflow/)",
+    "CIFLOW_STATE_BUCKET": "optional; keep the job records in this bucket (one that never had versioning) instead "
+                           "of each object's bucket: needed for buckets whose versioning is Suspended",
     "CIFLOW_HTTP_TIMEOUT": "optional; seconds for each HTTP call to COS or CI (default 10)",
     "CIFLOW_RECONCILE_AFTER_SECONDS": "optional; reconcile re-checks jobs pending longer than this (default 900)",
     "CIFLOW_RECONCILE_GIVE_UP_SECONDS": "optional; a job still unfinished after this is FAILED (default 21600)",
@@ -70,6 +72,7 @@ class Settings:
     state_prefix: str
     http_timeout: float
     delivery: Delivery = URL
+    state_bucket: str = ""
     reconcile_after_seconds: int = 900
     reconcile_give_up_seconds: int = 21600
     max_submit_attempts: int = 3
@@ -154,7 +157,9 @@ def load_settings(env: Optional[Mapping[str, str]] = None) -> Settings:
         raise ConfigError(f"CIFLOW_HTTP_TIMEOUT: expected seconds between 0 and 900, got {timeout!r}")
     delivery = _delivery(env.get("CIFLOW_CALLBACK_TYPE") or "url", env.get("CIFLOW_CALLBACK_MQ_REGION") or "",
                          env.get("CIFLOW_CALLBACK_MQ_MODE") or "Topic", env.get("CIFLOW_CALLBACK_MQ_NAME") or "")
+    state_bucket = (env.get("CIFLOW_STATE_BUCKET") or "").strip()
     return Settings(
+        state_bucket=state_bucket,
         delivery=delivery,
         region=region,
         callback_url=callback_url,

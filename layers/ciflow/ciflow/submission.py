@@ -132,7 +132,7 @@ class Submitter(Ports):
         """
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
-        records = Records(self.storage, bucket, self.settings.state_prefix)
+        records = Records.of(self.storage, bucket, self.settings)
         fresh = records.new_claim(rid, info.version_id)
         created, marked, tags = settled(lambda: records.create_claim(rid, fresh),
                                         lambda: records.mark_pending(rid, info.version_id),

@@ -59,7 +59,8 @@ def versioning_note(status: str) -> str:
                 "suspicious bytes")
     if status == "Suspended":
         return ("versioning Suspended: x-cos-forbid-overwrite has no effect and new writes share the null "
-                "version, so a repeated event can start a second job (billed; its verdict is ignored as "
-                "superseded, never applied twice); enable versioning again or keep the bucket unversioned")
+                "version, so no claim is exclusive here: set CIFLOW_STATE_BUCKET to a bucket that never had "
+                "versioning to keep the records there (otherwise a repeated event can start a second, billed "
+                "job; its verdict is ignored as superseded, never applied twice)")
     return "versioning never enabled: claims use x-cos-forbid-overwrite (409 FileAlreadyExists)"
 

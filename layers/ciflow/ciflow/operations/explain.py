@@ -128,7 +128,7 @@ def explain(ctx: Context, key: str, content_type: Optional[str] = None, head: bo
         out["skipped"] = SKIP_NO_RULE
         return out
     etag = normalize_etag(info.etag) if info is not None else ETAG_PLACEHOLDER
-    records = Records(ctx.storage, ctx.bucket, s.state_prefix)
+    records = Records.of(ctx.storage, ctx.bucket, s)
     for rule in matching:
         rid = RecordId(key, etag, rule.name)
         result = records.read_result(rid) if info is not None else None

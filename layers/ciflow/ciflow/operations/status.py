@@ -83,7 +83,7 @@ def status(ctx: Context, prefix: str, older_than: float = 0, include_quarantine:
     now = time.time() if now is None else now
     qp, sp = ctx.rules.quarantine_prefix, ctx.settings.state_prefix
     asked_for_quarantine = prefix.startswith(qp)
-    records = Records(ctx.storage, ctx.bucket, sp)
+    records = Records.of(ctx.storage, ctx.bucket, ctx.settings)
     pending: list[PendingEntry] = []
 
     def keep(obj: ListedObject) -> bool:

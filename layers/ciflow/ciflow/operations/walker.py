@@ -106,7 +106,7 @@ class Walker:
         self.workers = max(1, workers)
         self.now = now
         self.submitter = Submitter(ctx.storage, ctx.ci, ctx.settings, ctx.rules)
-        self.records = Records(ctx.storage, ctx.bucket, ctx.settings.state_prefix)
+        self.records = Records.of(ctx.storage, ctx.bucket, ctx.settings)
 
     def record_state(self, info: ObjectInfo, rule: Rule) -> str:
         """`done` (a result exists), `live` (a job is in flight), `stale` (a takeover is due) or `new`."""
