@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .server import CiEmulator, Job
 
 CHOICES: dict[str, tuple[str, ...]] = {
+    "damaged_image": ("clean", "failed"),
     "callback_user_data": ("omit", "echo"),
     "callback_query": ("keep", "drop", "reencode"),
     "json_jobs_detail": ("object", "array"),

@@ -121,6 +121,7 @@ class InspectResult:
     suspicious_end: Optional[int] = None
     suspicious_size: Optional[int] = None
     suspicious_type: Optional[str] = None
+    damaged: bool = False    # the structure broke or was cut off, with nothing hidden behind it
 
 
 # ----------------------------------------------------------------------- detect
@@ -212,7 +213,8 @@ def inspect_image(data: bytes) -> InspectResult:
 
     trailing = size - end
     if trailing <= 0 or (trailing <= TOLERATED_ZERO_PADDING and not data[end:].strip(b"\x00")):
-        return InspectResult(pic_size=size, pic_type=pic_type, image_end=end, suspicious=False)
+        return InspectResult(pic_size=size, pic_type=pic_type, image_end=end, suspicious=False,
+                             damaged=walk.status != COMPLETE)
     return InspectResult(
         pic_size=size,
         pic_type=pic_type,

@@ -1,4 +1,9 @@
-"""ImageInspect in the emulator: read the object, find data after the image's real end."""
+"""ImageInspect in the emulator: read the object, find data after the image's real end.
+
+What the real service answers for a damaged image with nothing hidden behind it (cut off, or its
+structure broken) is unverified: decoders open such files, so it is CLEAN by default, and the switch
+`damaged_image` = `clean` | `failed` makes it FAILED (`InvalidImage`) instead. The tests run both.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ def process(emu: CiEmulator, job: Job) -> tuple[str, dict[str, Any]]:
         r = inspect_image(data)
     except InspectError as err:
         raise fail(err.code, err.message) from None
+    if r.damaged and emu.config.get("damaged_image", "clean") == "failed":
+        raise fail("InvalidImage", f"the {r.pic_type} image is damaged (cut off or its structure broken)")
     pr: dict[str, Any] = {"PicSize": r.pic_size, "PicType": r.pic_type, "Suspicious": r.suspicious}
     if r.suspicious:
         pr.update({"SuspiciousBeginByte": r.suspicious_begin, "SuspiciousEndByte": r.suspicious_end,

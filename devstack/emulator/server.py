@@ -82,6 +82,7 @@ class CiEmulator:
         self.lost_jobs: list[dict[str, str]] = []
         self.config: dict[str, Any] = {
             "job_delay": 0.0,            # seconds before a job starts
+            "damaged_image": "clean",    # clean | failed: a damaged image with no payload (image_jobs.py)
             **callbacks.DEFAULTS,        # the callback's shape and faults (see callbacks.py)
             "fail_next_creates": 0,      # answer the next N POST /jobs with 503 and create nothing
             # Fault injection (shares are probabilities per request / job / callback):

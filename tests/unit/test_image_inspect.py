@@ -484,6 +484,9 @@ def test_every_truncation_is_clean_or_invalid(name):
         verdicts.append("clean")
     first_clean = verdicts.index("clean")
     assert "invalid" not in verdicts[first_clean:], "a longer cut of the same image failed"
+    # a cut-off image says so (the emulator's `damaged_image` switch may fail it); the whole one does not
+    assert inspect_image(data[: (12 + first_clean + len(data)) // 2]).damaged is True
+    assert inspect_image(data).damaged is False
     if not data.startswith(b"GIF"):
         assert 12 + first_clean == _first_image_byte(data) + 1
 
@@ -614,3 +617,47 @@ def test_large_pathological_inputs_are_fast():
             inspect_image(data)
         assert exc.value.code == "InvalidImage"
     assert time.perf_counter() - started < 20  # a few seconds at most, even on a slow machine
+
+
+@pytest.mark.parametrize("setting, expected", [("clean", "Success"), ("failed", "InvalidImage")])
+def test_damaged_image_without_payload_follows_the_emulators_switch(setting, expected):
+    # What the real service answers for a cut-off image is unverified: a switch, both settings tested
+    from devstack.emulator import image_jobs
+    from devstack.emulator.server import ApiError
+
+    whole = make_png()
+    objects = {"whole.png": whole, "cut.png": whole[: len(whole) - 20]}
+
+    class S3:
+        def head_object(self, Bucket, Key):
+            return {"ContentLength": len(objects[Key])}
+
+        def get_object(self, Bucket, Key):
+            import io
+
+            return {"Body": io.BytesIO(objects[Key])}
+
+    class Emu:
+        config = {"damaged_image": setting}
+
+        def s3(self):
+            return S3()
+
+        def input_url(self, job):
+            return "http://in"
+
+    class Job:
+        bucket = "b-1250000000"
+        request: dict = {}
+
+        def __init__(self, key):
+            self.detail = {"Input": {"Object": key}}
+
+    def outcome(key):
+        try:
+            return image_jobs.process(Emu(), Job(key))[1]["Code"]
+        except ApiError as err:
+            return err.code
+
+    assert outcome("whole.png") == "Success"
+    assert outcome("cut.png") == expected
