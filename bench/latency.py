@@ -7,9 +7,15 @@ object-store and CI endpoints at the proxy, and invokes, in this process and int
 - ours:  the real submit handler on a COS event (documented form, and the logged form that carries
          `meta.ETag`), then the real callback handler on the callback CI sent (caught by the proxy's
          sink, so no function received it), for clean images and for polyglots (quarantine);
-- naive: `bench/naive/` plain SDK handlers on other uploads (tag + POST /jobs; GET /jobs + tags, and
-         copy + delete for quarantine);
+- naive: `bench/naive/` plain SDK handlers on other uploads, one request after another, keeping the
+         user's tags (GET tags, PUT merged tags, POST /jobs; GET /jobs, GET tags, then PUT merged tags
+         or, for quarantine, a copy that carries them and a delete): the budgets' reference;
+- naive, overwrites tags: the same without reading the tags first (PUT tags, POST /jobs; GET /jobs,
+         PUT tags, and copy + delete for quarantine), which drops the user's tags: shown, never judged;
 - floor: POST /jobs alone; GET /jobs alone.
+
+Every upload carries a user tag (`USER_TAG`); the run ends by checking that ours and the naive
+handler kept it and that the overwriting handler lost it, and that every verdict was applied.
 
 Per invocation: wall (perf_counter), CPU of this process (process_time: handler and its I/O threads;
 the stack and the proxy run elsewhere), and the exchanges the proxy saw start while it ran: their
@@ -42,6 +48,7 @@ sys.path[:0] = [str(ROOT / "functions"), str(ROOT / "layers" / "ciflow"), str(RO
 
 WARMUP = 3
 PREFIX = "bench/"
+USER_TAG = ("owner", "bench-user")  # set by the uploader; a handler must not lose it
 RULES = {"version": 1, "rules": [{"name": "bench-images", "job": "ImageInspect", "prefixes": [PREFIX],
                                   "suffixes": [".png"], "outcomes": {"SUSPICIOUS": {"actions": ["quarantine"]}}}]}
 
@@ -129,8 +136,9 @@ def callback_event(cb: dict[str, Any]) -> dict[str, Any]:
 
 # --- one run at one delay ---------------------------------------------------------------------------
 
-SUBMITS = ("ours-documented", "ours-logged", "naive", "floor")
-CALLBACKS = ("ours-clean", "ours-suspicious", "naive-clean", "naive-suspicious", "floor")
+SUBMITS = ("ours-documented", "ours-logged", "naive", "overwrite", "floor")
+CALLBACKS = ("ours-clean", "ours-suspicious", "naive-clean", "naive-suspicious", "overwrite-clean",
+             "overwrite-suspicious", "floor")
 
 
 class Bench:
@@ -143,6 +151,8 @@ class Bench:
         import callback
         import floor
         import naive_callback
+        import naive_overwrite_callback
+        import naive_overwrite_submit
         import naive_submit
         import submit
 
@@ -150,9 +160,11 @@ class Bench:
         self.handlers: dict[str, Callable[[Any], Any]] = {
             "submit:ours": lambda e: submit.main_handler(e, ctx),
             "submit:naive": lambda e: naive_submit.main_handler(e, ctx),
+            "submit:overwrite": lambda e: naive_overwrite_submit.main_handler(e, ctx),
             "submit:floor": lambda e: floor.submit(e, ctx),
             "callback:ours": lambda e: callback.main_handler(e, ctx),
             "callback:naive": lambda e: naive_callback.main_handler(e, ctx),
+            "callback:overwrite": lambda e: naive_overwrite_callback.main_handler(e, ctx),
             "callback:floor": lambda e: floor.callback(e, ctx),
         }
 
@@ -160,7 +172,8 @@ class Bench:
         from devstack.samples import _png, zip_archive
 
         body = _png(size=32, seed=seed) + (zip_archive() if suspicious else b"")
-        r = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="image/png")
+        r = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="image/png",
+                               Tagging=f"{USER_TAG[0]}={USER_TAG[1]}")
         return len(body), r["ETag"]
 
     def invoke(self, name: str, event: Any, check: Callable[[Any], bool]) -> dict[str, Any]:
@@ -181,7 +194,7 @@ class Bench:
         n = events + WARMUP
         objects: dict[str, list[tuple[str, int, str]]] = {}
         plan = {"ours-documented": False, "ours-logged": True, "naive-clean": False, "naive-suspicious": True,
-                "floor": False}
+                "overwrite-clean": False, "overwrite-suspicious": True, "floor": False}
         for i in range(n):
             for kind, suspicious in plan.items():
                 key = f"{PREFIX}{tag}/{kind}/{i:04d}.png"
@@ -191,15 +204,19 @@ class Bench:
         self.wire.callbacks()
         samples: dict[str, list[dict[str, Any]]] = {}
         # submit: ours on both event forms (clean uploads get the documented form, polyglots the logged
-        # one; the content does not change what submit does), naive on both, the floor on clean ones
+        # one; the content does not change what submit does), each naive handler on both kinds (they
+        # read nothing from the event beyond the key), the floor on clean ones
         submit_plan = [("ours-documented", "submit:ours", "ours-documented", "documented"),
                        ("ours-logged", "submit:ours", "ours-logged", "logged"),
                        ("naive", "submit:naive", "naive-clean", "documented"),
                        ("naive", "submit:naive", "naive-suspicious", "documented"),
+                       ("overwrite", "submit:overwrite", "overwrite-clean", "documented"),
+                       ("overwrite", "submit:overwrite", "overwrite-suspicious", "documented"),
                        ("floor", "submit:floor", "floor", "documented")]
         submitted = {
             "ours": lambda r: r["results"][0]["status"] == "submitted",
             "naive": lambda r: len(r["jobs"]) == 1,
+            "overwrite": lambda r: len(r["jobs"]) == 1,
             "floor": lambda r: bool(r),
         }
         for i in range(n):
@@ -216,12 +233,14 @@ class Bench:
                          ("ours-suspicious", "callback:ours", "ours-logged", "SUSPICIOUS"),
                          ("naive-clean", "callback:naive", "naive-clean", "CLEAN"),
                          ("naive-suspicious", "callback:naive", "naive-suspicious", "SUSPICIOUS"),
+                         ("overwrite-clean", "callback:overwrite", "overwrite-clean", "CLEAN"),
+                         ("overwrite-suspicious", "callback:overwrite", "overwrite-suspicious", "SUSPICIOUS"),
                          ("floor", "callback:floor", "floor", None)]
 
         def applied(outcome: Optional[str], label: str) -> Callable[[Any], bool]:
             if label == "floor":
                 return lambda r: r == "Success"
-            if label.startswith("naive"):
+            if label.startswith(("naive", "overwrite")):
                 return lambda r: r["statusCode"] == 200 and json.loads(r["body"])["outcome"] == outcome
             return lambda r: (r["statusCode"] == 200
                               and json.loads(r["body"])["results"][0].get("outcome") == outcome)
@@ -268,16 +287,29 @@ class Bench:
         return got
 
     def check_final_state(self, objects: dict[str, list[tuple[str, int, str]]]) -> None:
-        """Every handler did its work: clean uploads tagged, polyglots in quarantine (and only there)."""
-        for kind in ("ours-documented", "ours-logged", "naive-clean", "naive-suspicious"):
+        """Every handler did its work: clean uploads tagged, polyglots in quarantine (and only there).
+        Ours and the naive handler kept the user's tag; the overwriting handler lost it (as its label says)."""
+        for kind in ("ours-documented", "ours-logged", "naive-clean", "naive-suspicious", "overwrite-clean",
+                     "overwrite-suspicious"):
             for key, _, _ in objects[kind]:
-                quarantined = kind in ("ours-logged", "naive-suspicious")
+                quarantined = kind in ("ours-logged", "naive-suspicious", "overwrite-suspicious")
                 where = "quarantine/" + key if quarantined else key
                 tags = {t["Key"]: t["Value"] for t in
                         self.s3.get_object_tagging(Bucket=self.bucket, Key=where)["TagSet"]}
                 want = "SUSPICIOUS" if quarantined else "CLEAN"
                 if tags.get("ci-status") != want:
                     raise RuntimeError(f"{kind} {where}: ci-status {tags.get('ci-status')!r}, expected {want}")
+                kept = tags.get(USER_TAG[0]) == USER_TAG[1]
+                if kept == kind.startswith("overwrite"):
+                    raise RuntimeError(f"{kind} {where}: the user's tag {'kept' if kept else 'lost'}: {tags}")
+                if quarantined:
+                    try:
+                        self.s3.head_object(Bucket=self.bucket, Key=key)
+                    except Exception as exc:
+                        if "404" not in str(exc) and "Not Found" not in str(exc):
+                            raise
+                    else:
+                        raise RuntimeError(f"{kind} {key}: still at its upload key after quarantine")
 
 
 def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:

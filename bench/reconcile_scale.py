@@ -112,7 +112,7 @@ def reconcile_until_done(env: dict[str, str], wire: Any, delay: float, n: int) -
         runs.append({"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "served": len(served), "left": len(after),
                      "requests": len(exchanges), "by_kind": by_kind, "round_trips": critical_path(exchanges)[0],
                      "summary": {k: summary.get(k) for k in ("checked", "applied", "resubmitted", "failed", "gone",
-                                                             "waiting", "errors", "young")}})
+                                                             "waiting", "errors", "young", "deferred")}})
         if not served:
             break
         before = after

@@ -1,10 +1,13 @@
-"""Naive callback (benchmark reference): confirm the job with GET /jobs, tag the verdict, and move a
-suspicious upload to quarantine with a copy and a delete. No token, no records, no idempotency."""
+"""Naive callback (benchmark reference, the one the budgets are judged against): confirm the job with
+GET /jobs, read the upload's tags, and write the verdict merged into them; a suspicious upload is
+instead copied to quarantine with the merged tags in the copy (`TaggingDirective: REPLACE`, so no
+separate tag write) and then deleted. No token, no records, no idempotency; one request after another,
+as a plain handler writes it."""
 
-import json
+from urllib.parse import urlencode
 
 import defusedxml.ElementTree as ET
-from naive_common import QUARANTINE, ci, s3
+from naive_common import QUARANTINE, ci, merged, response, s3
 
 
 def main_handler(event, context):
@@ -15,10 +18,13 @@ def main_handler(event, context):
     result = job["Operation"]["ImageInspectResult"]["ProcessResult"]
     suspicious = str(result.get("Suspicious", "")).lower() == "true"
     status = "SUSPICIOUS" if suspicious else "CLEAN"
-    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [
-        {"Key": "ci-status", "Value": status}, {"Key": "ci-job-id", "Value": job_id}]})
+    tags = merged(s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"],
+                  {"ci-status": status, "ci-job-id": job_id})
     if suspicious:
-        s3.copy_object(Bucket=bucket, Key=QUARANTINE + key, CopySource={"Bucket": bucket, "Key": key})
+        s3.copy_object(Bucket=bucket, Key=QUARANTINE + key, CopySource={"Bucket": bucket, "Key": key},
+                       MetadataDirective="COPY", TaggingDirective="REPLACE",
+                       Tagging=urlencode([(t["Key"], t["Value"]) for t in tags]))
         s3.delete_object(Bucket=bucket, Key=key)
-    return {"isBase64Encoded": False, "statusCode": 200, "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"job_id": job_id, "outcome": status})}
+    else:
+        s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tags})
+    return response(job_id, status)

@@ -5,6 +5,7 @@ the role's credentials (as every SCF sample does), no idempotency, no records, n
 endpoints come from the same variables ciflow reads, so both go through the same local stack.
 """
 
+import json
 import os
 from urllib.parse import urlsplit
 
@@ -41,3 +42,20 @@ s3, ci = _clients()
 def clients():
     """The module's clients (built at import, as a container's init phase does)."""
     return s3, ci
+
+
+def where(record):
+    """(bucket, key) of a COS event record: `<name>-<appid>` and the key after `/<appid>/<name>/`."""
+    cos = record["cos"]
+    return f"{cos['cosBucket']['name']}-{cos['cosBucket']['appid']}", cos["cosObject"]["key"].split("/", 3)[3]
+
+
+def merged(tag_set, new):
+    """The object's tag set (as GET tagging returns it) with `new` written over it: the user's tags stay."""
+    return [t for t in tag_set if t["Key"] not in new] + [{"Key": k, "Value": v} for k, v in new.items()]
+
+
+def response(job_id, outcome):
+    """The Function URL answer."""
+    return {"isBase64Encoded": False, "statusCode": 200, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"job_id": job_id, "outcome": outcome})}
