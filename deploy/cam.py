@@ -7,7 +7,12 @@ table that maps each call to the CAM actions it needs. A call missing from the t
 generator, so the policy cannot silently fall behind the code.
 
 Resources are scoped to the bucket and to ciflow's prefixes: the rules' watched prefixes, the
-quarantine prefix and the state prefix.
+quarantine prefix and the state prefix. When `.env` sets CIFLOW_STATE_BUCKET (deploy/state.py), the
+functions keep their records in that bucket, so the record operations (the object actions, and
+listing limited by `cos:prefix`) are granted on its state prefix too. The watched bucket keeps its
+state prefix: the operator's backfill and rescan checkpoints live there (ciflow/operations/runs.py),
+and docs/operating.md gives the operator this policy. The committed template, with placeholders, is
+the policy without a state bucket.
 
 TDMQ deliveries (deploy/tdmq.py) need nothing from the functions' role: a cmq trigger invokes the
 callback function, and reconcile finishes queue-mode jobs with GET /jobs without reading the queue.
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import dotenv, tdmq
+from . import dotenv, state, tdmq
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "layers" / "ciflow" / "ciflow"
@@ -184,22 +189,34 @@ def ciflow_prefixes(env: Mapping[str, str], rules_file: Optional[Path] = None) -
     return [*rules.watched_prefixes, rules.quarantine_prefix, state]
 
 
-def policy(actions: set[str], prefixes: list[str], region: str, appid: str, bucket: str, uin: str) -> dict:
+def _prefix_statements(objects: list[str], listing: list[str], bucket_res: str, prefixes: list[str]) -> list[dict]:
+    """Object actions on `prefixes` of a bucket, and listing it limited to them."""
+    out = []
+    if objects:
+        out.append({"effect": "allow", "action": [f"name/{a}" for a in objects],
+                    "resource": [f"{bucket_res}/{p}*" for p in prefixes]})
+    if listing:
+        out.append({"effect": "allow", "action": [f"name/{a}" for a in listing],
+                    "resource": [f"{bucket_res}/*"],
+                    "condition": {"string_like": {"cos:prefix": [f"{p}*" for p in prefixes]}}})
+    return out
+
+
+def policy(actions: set[str], prefixes: list[str], region: str, appid: str, bucket: str, uin: str,
+           state_bucket: str = "") -> dict:
     """The CAM policy document: object actions on ciflow's prefixes, listing limited to them,
-    reading the bucket's configuration, CI actions on the bucket, and passing CI_QCSRole to CI."""
+    reading the bucket's configuration, CI actions on the bucket, and passing CI_QCSRole to CI.
+    With `state_bucket`, the state prefix (the last of `prefixes`) is granted in that bucket as well:
+    the functions' records live there."""
     bucket_res = f"qcs::cos:{region}:uid/{appid}:{bucket}"
     objects = sorted(a for a in actions if a.startswith("cos:") and a not in BUCKET_ACTIONS | BUCKET_CONFIG_ACTIONS)
     listing = sorted(a for a in actions if a in BUCKET_ACTIONS)
     config = sorted(a for a in actions if a in BUCKET_CONFIG_ACTIONS)
     ci = sorted(a for a in actions if a.startswith("ci:"))
-    statements = []
-    if objects:
-        statements.append({"effect": "allow", "action": [f"name/{a}" for a in objects],
-                           "resource": [f"{bucket_res}/{p}*" for p in prefixes]})
-    if listing:
-        statements.append({"effect": "allow", "action": [f"name/{a}" for a in listing],
-                           "resource": [f"{bucket_res}/*"],
-                           "condition": {"string_like": {"cos:prefix": [f"{p}*" for p in prefixes]}}})
+    statements = _prefix_statements(objects, listing, bucket_res, prefixes)
+    if state_bucket:
+        state_res = f"qcs::cos:{region}:uid/{state.appid_of(state_bucket) or appid}:{state_bucket}"
+        statements += _prefix_statements(objects, listing, state_res, prefixes[-1:])
     if config:
         statements.append({"effect": "allow", "action": [f"name/{a}" for a in config],
                            "resource": [f"{bucket_res}/*"]})
@@ -217,11 +234,16 @@ def policy_actions(doc: dict) -> set[str]:
 
 
 def generate(env: Optional[Mapping[str, str]] = None, rules_file: Optional[Path] = None) -> dict:
-    """The policy for `env`'s region, APPID, bucket and UIN, or with placeholders when `env` is None."""
+    """The policy for `env`'s region, APPID, bucket, UIN and state bucket, or with placeholders (and
+    the records beside the objects) when `env` is None. Raises state.StateConfigError."""
     values = PLACEHOLDERS if env is None else {
         "region": env["CIFLOW_REGION"], "appid": env["CIFLOW_APPID"], "bucket": env["CIFLOW_BUCKET"],
         "uin": env["CIFLOW_OWNER_UIN"]}
-    return policy(required_actions(sdk_calls()), ciflow_prefixes(env or {}, rules_file), **values)
+    refused = state.problems(env or {})
+    if refused:
+        raise state.StateConfigError(refused)
+    return policy(required_actions(sdk_calls()), ciflow_prefixes(env or {}, rules_file), **values,
+                  state_bucket=state.bucket(env or {}))
 
 
 def _tdmq_resources(use: tdmq.Use, uin: str, kind: str) -> list[str]:
@@ -299,11 +321,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     except tdmq.TdmqConfigError as exc:
         print("cam: the TDMQ deliveries cannot be deployed:\n  - " + "\n  - ".join(exc.problems), file=sys.stderr)
         return 1
+    except state.StateConfigError as exc:
+        print("cam: the record location cannot be deployed:\n  - " + "\n  - ".join(exc.problems), file=sys.stderr)
+        return 1
     for name in TDMQ_POLICIES.values():  # a policy from an earlier configuration must not linger
         (FILLED.parent / name).unlink(missing_ok=True)
     for who, doc in tdmq_docs.items():
         _write(FILLED.parent / TDMQ_POLICIES[who], doc)
     print("  the functions' role: dist/cam-policy.json (TDMQ deliveries add nothing to it)")
+    if state.bucket(env):
+        print(f"  the records: in {state.bucket(env)} under {ciflow_prefixes(env, ns.rules)[-1]}, granted there "
+              "(CIFLOW_STATE_BUCKET)")
     if "ci" in tdmq_docs:
         print(f"  CI's role {CI_ROLE}, to publish the results: dist/{TDMQ_POLICIES['ci']}")
     if "trigger" in tdmq_docs:

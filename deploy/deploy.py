@@ -8,7 +8,8 @@ then set through the SCF API what the `multi-scf` component does not (docs/deplo
 2. unpacks each zip into dist/stage/, which the serverless.yml files upload, so what is deployed is
    byte for byte what was built and tested, and renders serverless.yml into dist/stage/functions/
    with what the TDMQ deliveries of the staged rules and of `.env` need (deploy/tdmq.py: a `cmq`
-   trigger per topic, the delivery settings on submit and reconcile);
+   trigger per topic, the delivery settings on submit and reconcile) and, when `.env` sets
+   CIFLOW_STATE_BUCKET, that bucket on every function that reads records (deploy/state.py);
 3. runs `scf deploy --target deploy/layers/deps`, then `.../lib`, then `scf deploy --target
    dist/stage/functions` for the functions (`--no-validation` adds the CLI's `--noValidation`,
    which skips the platform's input rules);
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,18 +36,18 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from . import component_rules, dotenv, scf_api, tdmq
+from . import component_rules, dotenv, scf_api, state, tdmq
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
 ARTIFACTS = ("function-code", "layer-ciflow", "layer-deps")  # dist/<name>.zip -> dist/stage/<name>/
 LAYER_TARGETS = ("deploy/layers/deps", "deploy/layers/lib")
-FUNCTIONS_STAGE = "functions"  # dist/stage/functions/serverless.yml, rendered by deploy/tdmq.py
+FUNCTIONS_STAGE = "functions"  # dist/stage/functions/serverless.yml, rendered by deploy/tdmq.py and state.py
 
 CREDENTIALS = ["TENCENT_SECRET_ID", "TENCENT_SECRET_KEY"]
 # May be empty: the first deploy finds the Function URL and deploys again with it.
 MAY_BE_EMPTY = {"CIFLOW_CALLBACK_URL"}
-BUCKET = re.compile(r"[a-z0-9][a-z0-9-]*-\d+")  # <name>-<appid>
+BUCKET = state.BUCKET  # <name>-<appid>
 PLACEHOLDER = "undefined"  # what the CLI makes of an unset ${env:...}
 
 Runner = Callable[[list[str], Mapping[str, str]], tuple[int, str]]
@@ -109,6 +109,7 @@ def preflight(env: Mapping[str, str], which: Callable[[str], Optional[str]] = sh
         tdmq.selection(env, rules)
     except tdmq.TdmqConfigError as exc:
         problems += [f"TDMQ delivery: {p}" for p in exc.problems]
+    problems += state.problems(env)
     if not no_validation and not absent:
         # The platform's own input check, as far as the components' published rules tell it.
         for finding in component_rules.project_findings(root, list(LAYER_TARGETS), env):
@@ -129,16 +130,24 @@ def stage(dist: Path) -> None:
             zf.extractall(dest)
 
 
+def render_functions(env: Mapping[str, str], chosen: tdmq.Selection, folder: Path, code: Optional[Path] = None,
+                     root: Path = ROOT) -> dict[str, Any]:
+    """serverless.yml as deployed from `folder`: rendered for the TDMQ deliveries `chosen` and for the
+    state bucket of `env`. `make deploy-plan` runs the same. Raises TdmqConfigError, StateConfigError."""
+    return state.render(tdmq.render(instance(root), chosen, folder, code, root), env)
+
+
 def stage_functions(env: Mapping[str, str], dist: Path, root: Path = ROOT) -> tuple[Path, tdmq.Selection]:
     """dist/stage/functions/serverless.yml: serverless.yml with what the TDMQ deliveries of the staged
-    rules (those the deployed functions load) and of `env` need. Raises TdmqConfigError."""
+    rules (those the deployed functions load) and of `env` need, and `env`'s state bucket. Raises
+    TdmqConfigError, StateConfigError."""
     rules = dist / "stage" / tdmq.RULES_IN_LAYER
     if not rules.is_file():
         raise FileNotFoundError(f"{rules} is missing: the lib layer ships the rules; run `make package` again")
     chosen = tdmq.selection(env, rules)
     folder = dist / "stage" / FUNCTIONS_STAGE
     shutil.rmtree(folder, ignore_errors=True)
-    tdmq.write(tdmq.render(instance(root), chosen, folder, dist / "stage" / "function-code", root), folder)
+    tdmq.write(render_functions(env, chosen, folder, dist / "stage" / "function-code", root), folder)
     return folder, chosen
 
 
@@ -193,7 +202,10 @@ def deploy(env: dict[str, str], dist: Path = DIST, scf: Runner = run_scf, api: A
     except tdmq.TdmqConfigError as exc:
         log("deploy: the TDMQ deliveries cannot be deployed:\n  - " + "\n  - ".join(exc.problems))
         return 1
-    for line in chosen.describe():
+    except state.StateConfigError as exc:
+        log("deploy: the record location cannot be deployed:\n  - " + "\n  - ".join(exc.problems))
+        return 1
+    for line in [*chosen.describe(), state.describe(env)]:
         log(f"deploy: {line}")
     functions = ["deploy", "--target", target_of(folder, root)]
     sls = instance(root)

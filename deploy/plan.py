@@ -13,10 +13,12 @@ checks the recorded calls against serverless.yml and the env file:
 - every trigger in serverless.yml becomes one CreateTrigger with the expected name and details;
 - TDMQ: exactly one `cmq` trigger on the callback function per topic that a Topic-mode delivery of
   the rules or settings names (none when no rule or setting uses a topic), and the settings'
-  delivery variables on submit and reconcile exactly when `.env` chooses TDMQ for all rules.
+  delivery variables on submit and reconcile exactly when `.env` chooses TDMQ for all rules;
+- the state bucket: CIFLOW_STATE_BUCKET on submit, callback and reconcile, holding the env file's
+  value, exactly when the env file sets it, and on no function otherwise.
 
-What is run is serverless.yml as `make deploy` renders it (deploy/tdmq.py) for the env file and the
-rules (the bundled rules, which the lib layer ships, or `--rules`).
+What is run is serverless.yml as `make deploy` renders it (deploy/tdmq.py, deploy/state.py) for the
+env file and the rules (the bundled rules, which the lib layer ships, or `--rules`).
 
 It also applies the components' published input rules (deploy/component_rules.py) to
 serverless.yml and deploy/layers/*/serverless.yml. Without Node.js or npm the scf-plan part is
@@ -41,7 +43,8 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from . import component_rules, dotenv, tdmq
+from . import component_rules, dotenv, state, tdmq
+from .deploy import render_functions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TOOL = ROOT.parent / "shared" / "tools" / "scf-plan" / "scf-plan"
@@ -305,6 +308,27 @@ def check_tdmq(plan: Plan, instance: Mapping[str, Any], chosen: tdmq.Selection) 
     return problems
 
 
+def check_state(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    """CIFLOW_STATE_BUCKET against the env file, read from the recorded calls alone: with its value on
+    every function that reads records when the env file sets it, and on no function otherwise."""
+    tag = "redeploy" if plan.existing else "first deploy"
+    action = "UpdateFunctionConfiguration" if plan.existing else "CreateFunction"
+    wanted = state.bucket(env)
+    problems = []
+    for key in instance["inputs"]["functions"]:
+        name = f"{instance['name']}-{instance['stage']}-{instance['app']}-{key}"
+        expected = wanted if key in state.RECORD_FUNCTIONS else ""
+        for p in plan.actions(action, name):
+            sent = {v.get("Key"): v.get("Value") for v in (p.get("Environment") or {}).get("Variables") or []}
+            got = sent.get(state.VARIABLE)
+            if expected and got != expected:
+                problems.append(f"{tag}: {key} gets {state.VARIABLE}={got!r}, but the env file sets {expected!r}: "
+                                "it would keep its records elsewhere than the other functions")
+            elif not expected and state.VARIABLE in sent:
+                problems.append(f"{tag}: {key} gets {state.VARIABLE}={got!r}, but the env file does not set it")
+    return problems
+
+
 def check_plan(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, str],
                outputs: Mapping[str, str]) -> list[str]:
     """Everything wrong with one recorded deploy, as messages (empty when it is what we want)."""
@@ -373,6 +397,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("deploy-plan: the TDMQ deliveries cannot be deployed:\n  - " + "\n  - ".join(exc.problems),
               file=sys.stderr)
         return 1
+    refused = state.problems(env)
+    if refused:
+        print("deploy-plan: the record location cannot be deployed:\n  - " + "\n  - ".join(refused),
+              file=sys.stderr)
+        return 1
 
     findings = component_rules.project_findings(ROOT, LAYER_DIRS, env)
     for f in findings:
@@ -390,7 +419,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         outputs = layer_outputs()
         with tempfile.TemporaryDirectory(prefix="ciflow-plan-") as tmp:
             folder = Path(tmp) / "functions"
-            instance = tdmq.render(static, chosen, folder)
+            instance = render_functions(env, chosen, folder)
             tdmq.write(instance, folder)
             try:
                 for existing in (False, True):
@@ -399,6 +428,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         print(json.dumps(masked(plan.calls), indent=2))
                     problems += check_plan(plan, instance, env, outputs)
                     problems += check_tdmq(plan, instance, chosen)
+                    problems += check_state(plan, instance, env)
             except PlanError as exc:
                 print(f"deploy-plan: {exc}", file=sys.stderr)
                 return 2
@@ -406,7 +436,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"deploy-plan: the multi-scf component deploys serverless.yml as intended ({ns.env_file.name}, "
                   f"rules {ns.rules.name}):")
             print("\n".join(summary(instance, env, outputs)))
-            print("\n".join(f"  {line}" for line in chosen.describe()))
+            print("\n".join(f"  {line}" for line in [*chosen.describe(), state.describe(env)]))
             print("  async retries and the dead-letter queue: not sent by the component; make deploy sets them "
                   "through the SCF API")
     if problems:

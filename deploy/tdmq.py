@@ -43,8 +43,9 @@ DELIVERY_VARIABLES = ("CIFLOW_CALLBACK_TYPE", "CIFLOW_CALLBACK_MQ_REGION", "CIFL
 SUBMITTING_FUNCTIONS = ("submit", "reconcile")
 RECEIVING_FUNCTION = "callback"
 _PROBE_SECRET = "0" * 16  # load_settings insists on a secret; the delivery does not depend on it
-HEADER = ("# Rendered by `make deploy` (deploy/tdmq.py) from serverless.yml, with what the TDMQ deliveries\n"
-          "# of the rules and settings need. Do not edit: edit serverless.yml, the rules or .env instead.\n")
+HEADER = ("# Rendered by `make deploy` (deploy/tdmq.py, deploy/state.py) from serverless.yml, with what the TDMQ\n"
+          "# deliveries of the rules and settings and the state bucket of .env need. Do not edit: edit\n"
+          "# serverless.yml, the rules or .env instead.\n")
 
 
 class TdmqConfigError(Exception):

@@ -250,3 +250,51 @@ def test_make_deploy_plan_checks_the_rules_it_is_given(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1
     assert "'ciflow-results' is in ap-beijing" in refused.stderr and "ap-guangzhou" in refused.stderr
+
+
+# --- the state bucket, through the real component -----------------------------------------------------
+
+STATE = {"CIFLOW_STATE_BUCKET": "ciflow-state-1250000000"}
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["first deploy", "redeploy"])
+@pytest.mark.parametrize("values", [FILLED, {**FILLED, **STATE}], ids=["unset", "set"])
+def test_the_state_bucket_reaches_every_function_exactly_when_set(tmp_path: Path, values: dict[str, str],
+                                                                 existing: bool) -> None:
+    # Given serverless.yml rendered as make deploy renders it for the env file
+    folder = tmp_path / "functions"
+    doc = deploy.render_functions(values, tdmq.selection(values), folder)
+    tdmq.write(doc, folder)
+    # When the real component deploys it
+    recorded = run(tmp_path, values, existing, folder)
+    # Then, read straight from the recorded calls: submit, callback and reconcile get the bucket, or none does
+    config = "UpdateFunctionConfiguration" if existing else "CreateFunction"
+    sent = {p["FunctionName"].rsplit("-", 1)[1]: {v["Key"]: v["Value"] for v in p["Environment"]["Variables"]}
+            for p in recorded.actions(config)}
+    assert {k: env.get("CIFLOW_STATE_BUCKET") for k, env in sent.items()} == {
+        k: values.get("CIFLOW_STATE_BUCKET") for k in ("submit", "callback", "reconcile")}
+    # And deploy/plan.py's checks agree
+    assert plan.check_plan(recorded, doc, values, plan.layer_outputs()) == []
+    assert plan.check_state(recorded, doc, values) == []
+
+
+def test_make_deploy_plan_checks_the_state_bucket_of_the_env_file(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENCENT_", "CIFLOW_"))}
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    # .env.example documents the variable, commented out: the default plan deploys it nowhere
+    assert "\n# CIFLOW_STATE_BUCKET=" in example and "\nCIFLOW_STATE_BUCKET=" not in example
+    # With it set, the plan passes and says where the records go
+    values = tmp_path / "state.env"
+    values.write_text(example + "CIFLOW_STATE_BUCKET=ciflow-state-1250000000\n", encoding="utf-8")
+    ok = subprocess.run([sys.executable, "-m", "deploy.plan", "--env-file", str(values)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=900)
+    assert ok.returncode == 0, ok.stderr
+    assert "records: in ciflow-state-1250000000 under .ciflow/uploads-1250000000/ (CIFLOW_STATE_BUCKET on " \
+           "submit, callback, reconcile)" in ok.stdout
+    assert ok.stdout.count("CIFLOW_CALLBACK_SECRET, CIFLOW_STATE_BUCKET") == 3
+    # In another form, it is refused, naming it
+    values.write_text(example + "CIFLOW_STATE_BUCKET=ciflow-state\n", encoding="utf-8")
+    refused = subprocess.run([sys.executable, "-m", "deploy.plan", "--env-file", str(values)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1
+    assert "CIFLOW_STATE_BUCKET must be the bucket's full name, <name>-<appid>; got 'ciflow-state'" in refused.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import cam, tdmq
+from deploy import cam, state, tdmq
 
 ENV = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_APPID": "1250000000", "CIFLOW_BUCKET": "uploads-1250000000",
        "CIFLOW_OWNER_UIN": "100000000001"}
@@ -184,3 +184,69 @@ def test_make_cam_policy_writes_one_policy_per_principal_and_drops_stale_ones(
     topic.write_text(topic.read_text(encoding="utf-8").replace('"gz"', '"sh"'), encoding="utf-8")
     assert cam.main(["--env-file", str(env_file), "--rules", str(topic)]) == 1
     assert "'results' is in ap-shanghai" in capsys.readouterr().err
+
+
+# --- the state bucket ---------------------------------------------------------------------------------
+
+STATE = "ciflow-state-1250000000"
+
+
+def test_without_a_state_bucket_the_records_are_granted_in_the_watched_bucket_as_committed() -> None:
+    # Given no CIFLOW_STATE_BUCKET, and the committed placeholder policy
+    committed = json.loads(cam.POLICY.read_text(encoding="utf-8"))
+    filled = json.loads(cam.render(committed).replace("<Region>", "ap-guangzhou").replace("<APPID>", "1250000000")
+                        .replace("<BucketName-APPID>", "uploads-1250000000").replace("<OwnerUin>", "100000000001"))
+    # Then the filled policy is the committed template with the values put in, naming no other bucket
+    assert cam.generate(ENV) == filled == cam.generate({**ENV, "CIFLOW_STATE_BUCKET": " "})
+    assert STATE not in cam.render(filled)
+
+
+def test_a_state_bucket_gets_the_record_operations_on_its_state_prefix() -> None:
+    # Given the records kept in a bucket of their own
+    doc = cam.generate({**ENV, "CIFLOW_STATE_BUCKET": STATE})
+    without = cam.generate(ENV)
+    objects, listing = without["statement"][0], without["statement"][1]
+    records = f"qcs::cos:ap-guangzhou:uid/1250000000:{STATE}"
+    # Then the watched bucket keeps its grants (the operator's checkpoints stay under its state prefix)
+    assert doc["statement"][:2] == [objects, listing]
+    # And the state bucket gets the same object actions on the state prefix, and listing limited to it
+    assert doc["statement"][2] == {"effect": "allow", "action": objects["action"], "resource": [f"{records}/.ciflow/*"]}
+    assert doc["statement"][3] == {"effect": "allow", "action": listing["action"], "resource": [f"{records}/*"],
+                                   "condition": {"string_like": {"cos:prefix": [".ciflow/*"]}}}
+    # And everything else is as without it: the same actions, configuration, CI and PassRole grants
+    assert doc["statement"][4:] == without["statement"][2:]
+    assert cam.policy_actions(doc) == cam.policy_actions(without)
+    # Which covers every record operation the library makes: the claim, markers, results and the listing
+    assert {"cos:PutObject", "cos:GetObject", "cos:DeleteObject", "cos:GetBucket"} <= cam.policy_actions(doc)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"CIFLOW_STATE_BUCKET": "ciflow-state"}, "<name>-<appid>; got 'ciflow-state'"),
+    ({"CIFLOW_STATE_BUCKET": "uploads-1250000000"}, "another bucket than CIFLOW_BUCKET"),
+    ({"CIFLOW_STATE_BUCKET": "ciflow-state-1250000001"}, "belongs to APPID 1250000001"),
+    ({"CIFLOW_STATE_PREFIX": "records/"}, "CIFLOW_STATE_PREFIX is set to 'records/', but not deployed"),
+])
+def test_a_record_location_that_cannot_be_deployed_is_refused(change: dict[str, str], expected: str) -> None:
+    with pytest.raises(state.StateConfigError, match=expected.replace("(", r"\(")):
+        cam.generate({**ENV, **change})
+
+
+def test_make_cam_policy_fills_in_the_state_bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cam, "POLICY", tmp_path / "deploy" / "cam-policy.json")
+    monkeypatch.setattr(cam, "FILLED", tmp_path / "dist" / "cam-policy.json")
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in {**ENV, "CIFLOW_STATE_BUCKET": STATE}.items()),
+                        encoding="utf-8")
+    # Given a state bucket in .env: the template stays the committed one, the filled policy grants the bucket
+    assert cam.main(["--env-file", str(env_file)]) == 0
+    assert json.loads((tmp_path / "deploy" / "cam-policy.json").read_text(encoding="utf-8")) == cam.generate()
+    filled = json.loads((tmp_path / "dist" / "cam-policy.json").read_text(encoding="utf-8"))
+    assert filled == cam.generate({**ENV, "CIFLOW_STATE_BUCKET": STATE})
+    assert f"the records: in {STATE} under .ciflow/" in capsys.readouterr().out
+    # And a state bucket in another form is refused, naming it, with nothing filled in
+    (tmp_path / "dist" / "cam-policy.json").unlink()
+    env_file.write_text(env_file.read_text(encoding="utf-8").replace(STATE, "ciflow-state"), encoding="utf-8")
+    assert cam.main(["--env-file", str(env_file)]) == 1
+    assert "CIFLOW_STATE_BUCKET must be the bucket's full name" in capsys.readouterr().err
+    assert not (tmp_path / "dist" / "cam-policy.json").exists()

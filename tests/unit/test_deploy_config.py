@@ -18,7 +18,7 @@ import yaml
 from ciflow.errors import ConfigError
 from ciflow.rules import parse_rules
 from ciflow.settings import DEFAULT_RULES_FILE, ENV_VARS, load_settings
-from deploy import component_rules, deploy, scf_api, tdmq
+from deploy import component_rules, deploy, scf_api, state, tdmq
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "layers" / "ciflow" / "ciflow"
@@ -245,6 +245,43 @@ def test_rendered_for_tdmq_each_function_gets_exactly_the_variables_its_code_nee
     cmq = [t for t in rendered["inputs"]["triggers"] if t["type"] == "cmq"]
     assert [(t["function"], t["parameters"]["name"]) for t in cmq] == (
         [("callback", "ciflow-results")] if mode == "Topic" else [])
+
+
+def state_fields() -> set[str]:
+    """The Settings fields CIFLOW_STATE_BUCKET sets."""
+    before = load_settings(PROBE_BASE)
+    after = load_settings({**PROBE_BASE, state.VARIABLE: "probe-state-1250000000"})
+    return {f for f in vars(before) if getattr(before, f) != getattr(after, f)}
+
+
+def test_the_state_bucket_goes_to_exactly_the_functions_whose_code_reads_records(functions: dict[str, Any],
+                                                                               sls: dict[str, Any]) -> None:
+    # Given the field CIFLOW_STATE_BUCKET sets, and nothing else
+    assert state_fields() == {"state_bucket"} and state.VARIABLE in ENV_VARS
+    # Then the functions whose modules read it are those deploy/state.py gives it to: all three
+    readers = {k for k in functions if state_fields() & fields_read_by(k, sls)}
+    assert readers == set(state.RECORD_FUNCTIONS) == {"submit", "callback", "reconcile"}
+    # And it has no place in serverless.yml as written: it is deployed only when .env sets it
+    assert not [k for k, fn in functions.items() if state.VARIABLE in [e["key"] for e in fn["environments"]]]
+
+
+@pytest.mark.parametrize("chosen", [tdmq.Selection(), tdmq.Selection(settings_env=dict(zip(
+    tdmq.DELIVERY_VARIABLES, ("tdmq", "gz", "Queue", "q"))))], ids=["url", "tdmq settings"])
+def test_rendered_for_a_state_bucket_each_function_gets_exactly_the_variables_its_code_needs(
+        sls: dict[str, Any], tmp_path: Path, chosen: tdmq.Selection) -> None:
+    # Given serverless.yml rendered as make deploy renders it, for an .env with a state bucket
+    env = {"CIFLOW_BUCKET": "uploads-1250000000", state.VARIABLE: " ciflow-state-1250000000 "}
+    rendered = state.render(tdmq.render(sls, chosen, tmp_path / "functions"), env)
+    for key, fn in rendered["inputs"]["functions"].items():
+        deployed = {e["key"]: e["value"] for e in fn["environments"]}
+        reads = bool(state_fields() & fields_read_by(key, sls))
+        delivery = needed_delivery_environment(key, sls) if chosen.settings_env else set()
+        # Then each function has what it needs anyway, plus the state bucket when its code reads records
+        assert len(deployed) == len(fn["environments"]), key
+        assert set(deployed) == needed_environment(key, sls) | delivery | ({state.VARIABLE} if reads else set()), key
+        # And its value is the bucket as the settings read it
+        assert not reads or load_settings({**PROBE_BASE, state.VARIABLE: deployed[state.VARIABLE]}).state_bucket == \
+            "ciflow-state-1250000000" == deployed[state.VARIABLE], key
 
 
 def test_the_derivation_sees_a_module_that_starts_reading_a_field(tmp_path: Path,

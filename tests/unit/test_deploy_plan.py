@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from deploy import plan, tdmq
+from deploy import deploy, plan, state, tdmq
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_BUCKET": "uploads-1250000000", "CIFLOW_ROLE": "ciflow-functions",
@@ -217,3 +217,67 @@ def test_a_trigger_the_rules_do_not_ask_for_is_reported_even_when_the_rendering_
     assert plan.check_tdmq(recorded, rendered, tdmq.Selection()) == [
         "first deploy: cmq triggers [('ciflow-dev-ciflow-callback', 'ciflow-results')], but the rules and settings "
         "call for none (one per TDMQ topic, on callback)"]
+
+
+# --- the state bucket: on every function that reads records, exactly when the env file sets it ----------
+
+STATE_ENV = {**ENV, "CIFLOW_STATE_BUCKET": "ciflow-state-1250000000"}
+
+
+def state_plan(instance: dict[str, Any], env: dict[str, str], tmp_path: Path) -> tuple[dict[str, Any], plan.Plan]:
+    """serverless.yml rendered as make deploy renders it for `env`, and the calls a correct deploy records."""
+    rendered = deploy.render_functions(env, tdmq.Selection(), tmp_path / "functions")
+    return rendered, good_plan(rendered)
+
+
+@pytest.mark.parametrize("env", [ENV, STATE_ENV], ids=["unset", "set"])
+def test_a_correct_plan_with_or_without_a_state_bucket_passes(instance: dict[str, Any], tmp_path: Path,
+                                                              env: dict[str, str]) -> None:
+    rendered, recorded = state_plan(instance, env, tmp_path)
+    assert plan.check_plan(recorded, rendered, env, OUTPUTS) == []
+    assert plan.check_state(recorded, rendered, env) == []
+    sent = {p["FunctionName"]: {v["Key"]: v["Value"] for v in p["Environment"]["Variables"]}.get(state.VARIABLE)
+            for p in recorded.actions("CreateFunction")}
+    assert set(sent.values()) == {env.get(state.VARIABLE)}
+
+
+def _drop_state(key: str) -> Callable[[plan.Plan], None]:
+    def drop(p: plan.Plan) -> None:
+        env = create(p, key)["Environment"]
+        env["Variables"] = [v for v in env["Variables"] if v["Key"] != state.VARIABLE]
+    return drop
+
+
+def _other_state(p: plan.Plan) -> None:
+    next(v for v in create(p, "reconcile")["Environment"]["Variables"] if v["Key"] == state.VARIABLE).update(
+        Value="ciflow-other-1250000000")
+
+
+STATE_MUTATIONS: dict[str, tuple[dict[str, str], Callable[[plan.Plan], None], str]] = {
+    "missing on callback": (STATE_ENV, _drop_state("callback"),
+                            "callback gets CIFLOW_STATE_BUCKET=None, but the env file sets 'ciflow-state-1250000000'"),
+    "missing on submit": (STATE_ENV, _drop_state("submit"), "submit gets CIFLOW_STATE_BUCKET=None"),
+    "another bucket on reconcile": (STATE_ENV, _other_state, "reconcile gets CIFLOW_STATE_BUCKET="
+                                                             "'ciflow-other-1250000000', but the env file sets"),
+    "present though unset": (ENV, lambda p: create(p, "submit")["Environment"]["Variables"].append(
+        {"Key": state.VARIABLE, "Value": "ciflow-state-1250000000"}),
+        "submit gets CIFLOW_STATE_BUCKET='ciflow-state-1250000000', but the env file does not set it"),
+}
+
+
+@pytest.mark.parametrize("what", list(STATE_MUTATIONS))
+def test_each_state_bucket_departure_is_reported(instance: dict[str, Any], tmp_path: Path, what: str) -> None:
+    env, mutate, expected = STATE_MUTATIONS[what]
+    rendered, recorded = state_plan(instance, env, tmp_path)
+    mutate(recorded)
+    problems = plan.check_state(recorded, rendered, env)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_rendering_that_forgets_the_state_bucket_is_caught_from_the_env_file(instance: dict[str, Any],
+                                                                                tmp_path: Path) -> None:
+    # Given a rendering without the state bucket, and calls that agree with that rendering
+    rendered, recorded = state_plan(instance, ENV, tmp_path)
+    # Then the function checks pass, but the state check, from the env file, does not
+    assert plan.check_plan(recorded, rendered, STATE_ENV, OUTPUTS) == []
+    assert len(plan.check_state(recorded, rendered, STATE_ENV)) == 3

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import pytest
 import yaml
 
-from deploy import deploy, scf_api, tdmq
+from deploy import deploy, scf_api, state, tdmq
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURED = {"TENCENT_SECRET_ID": "AKIDx", "TENCENT_SECRET_KEY": "k", "CIFLOW_REGION": "ap-guangzhou",
@@ -371,3 +371,79 @@ def test_the_lib_layer_ships_the_rules_where_make_deploy_reads_them(tmp_path: Pa
     # And they are the settings' default rules file, as the functions resolve it from the layer
     from ciflow.settings import DEFAULT_RULES_FILE
     assert Path(DEFAULT_RULES_FILE).resolve() == tdmq.DEPLOYED_RULES.resolve()
+
+
+# --- the state bucket: where the records live -------------------------------------------------------
+
+STATE = "ciflow-state-1250000000"
+
+
+def test_without_a_state_bucket_no_function_gets_one(tmp_path: Path) -> None:
+    scf, logs = FakeScf(), []
+    assert deploy.deploy({**CONFIGURED, "CIFLOW_CALLBACK_URL": URL}, fake_dist(tmp_path), scf, FakeApi(),
+                         logs.append) == 0
+    deployed = scf.deployed[2]
+    assert not any(state.VARIABLE in _environment(deployed, k) for k in deployed["inputs"]["functions"])
+    assert "deploy: records: beside each object, under .ciflow/ in its bucket (CIFLOW_STATE_BUCKET unset)" in logs
+
+
+def test_a_state_bucket_reaches_every_function_that_reads_records(tmp_path: Path) -> None:
+    # Given an .env that keeps the records in a bucket of their own (the watched one has versioning Suspended)
+    scf, logs = FakeScf(), []
+    env = {**CONFIGURED, "CIFLOW_CALLBACK_URL": URL, "CIFLOW_STATE_BUCKET": f" {STATE} "}
+    # When deploying, first deploy (the URL found) and redeploy alike
+    assert deploy.deploy({**env, "CIFLOW_CALLBACK_URL": ""}, fake_dist(tmp_path), scf, FakeApi(), logs.append) == 0
+    # Then every functions deploy gives submit, callback and reconcile the bucket, as the settings read it
+    for deployed in (scf.deployed[2], scf.deployed[3]):
+        for key in ("submit", "callback", "reconcile"):
+            assert _environment(deployed, key)[state.VARIABLE] == STATE, key
+        # And the rest is serverless.yml as written
+        static = deploy.instance()
+        for fn in deployed["inputs"]["functions"].values():
+            fn["environments"] = [e for e in fn["environments"] if e["key"] != state.VARIABLE]
+        deployed["inputs"]["src"] = static["inputs"]["src"]
+        assert deployed == static
+    assert f"deploy: records: in {STATE} under .ciflow/uploads-1250000000/ (CIFLOW_STATE_BUCKET on submit, " \
+           "callback, reconcile)" in logs
+
+
+def test_the_state_bucket_goes_along_with_the_tdmq_settings(tmp_path: Path) -> None:
+    env = {**CONFIGURED, "CIFLOW_CALLBACK_URL": URL, "CIFLOW_STATE_BUCKET": STATE, "CIFLOW_CALLBACK_TYPE": "tdmq",
+           "CIFLOW_CALLBACK_MQ_REGION": "gz", "CIFLOW_CALLBACK_MQ_NAME": "results"}
+    scf = FakeScf()
+    assert deploy.deploy(env, fake_dist(tmp_path), scf, FakeApi(), print) == 0
+    deployed = scf.deployed[2]
+    assert _environment(deployed, "submit")["CIFLOW_CALLBACK_MQ_NAME"] == "results"
+    assert {_environment(deployed, k)[state.VARIABLE] for k in ("submit", "callback", "reconcile")} == {STATE}
+    assert [t["type"] for t in deployed["inputs"]["triggers"]] == ["cos", "http", "timer", "cmq"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("ciflow-state", "CIFLOW_STATE_BUCKET must be the bucket's full name, <name>-<appid>; got 'ciflow-state'"),
+    ("Ciflow-State-1250000000", "<name>-<appid>; got 'Ciflow-State-1250000000'"),
+    ("ciflow-state-1250000000.cos.ap-guangzhou.myqcloud.com", "<name>-<appid>"),
+    ("uploads-1250000000", "CIFLOW_STATE_BUCKET must be another bucket than CIFLOW_BUCKET"),
+    ("ciflow-state-1250000001", "belongs to APPID 1250000001, CIFLOW_BUCKET to 1250000000"),
+])
+def test_preflight_refuses_a_state_bucket_it_cannot_deploy(tmp_path: Path, value: str, expected: str) -> None:
+    env = {**CONFIGURED, "CIFLOW_STATE_BUCKET": value}
+    problems = deploy.preflight(env, which=HAS_SCF)
+    assert len(problems) == 1 and expected in problems[0], problems
+    # And the deploy itself refuses it before anything is published
+    scf, logs = FakeScf(), []
+    assert deploy.deploy(env, fake_dist(tmp_path), scf, FakeApi(), logs.append) == 1
+    assert scf.runs == [] and expected in logs[-1]
+
+
+def test_preflight_accepts_a_state_bucket_and_refuses_a_state_prefix_that_is_not_deployed() -> None:
+    assert deploy.preflight({**CONFIGURED, "CIFLOW_STATE_BUCKET": STATE}, which=HAS_SCF) == []
+    assert deploy.preflight({**CONFIGURED, "CIFLOW_STATE_PREFIX": ".ciflow"}, which=HAS_SCF) == []
+    problems = deploy.preflight({**CONFIGURED, "CIFLOW_STATE_PREFIX": "records/"}, which=HAS_SCF)
+    assert len(problems) == 1 and "CIFLOW_STATE_PREFIX is set to 'records/', but not deployed" in problems[0]
+
+
+def test_serverless_yml_setting_the_state_bucket_itself_is_refused(tmp_path: Path) -> None:
+    sls = deploy.instance()
+    sls["inputs"]["functions"]["callback"]["environments"].append({"key": state.VARIABLE, "value": "x-1"})
+    with pytest.raises(state.StateConfigError, match="already sets CIFLOW_STATE_BUCKET for callback"):
+        state.render(sls, {**CONFIGURED, "CIFLOW_STATE_BUCKET": STATE})
