@@ -613,3 +613,24 @@ def test_the_module_entry_point_runs_and_importing_it_does_not() -> None:
     assert proc.returncode == 0
     for command in ("backfill", "rescan", "status", "explain", "check-config"):
         assert command in proc.stdout
+
+
+def test_check_config_online_with_a_state_bucket_requires_it_never_versioned() -> None:
+    from ciflow.operations.check_config import bucket_problems
+
+    class Versions:
+        def __init__(self, states: dict[str, str]):
+            self.states = states
+
+        def versioning(self, bucket: str) -> str:
+            return self.states[bucket]
+
+    store = Versions({"a-1250000000": "Suspended", "state-1250000000": ""})
+    found = bucket_problems(store, ["a-1250000000"], "state-1250000000")
+    assert [p.severity for p in found] == ["info"] and "CIFLOW_STATE_BUCKET" in found[0].message
+    store.states["state-1250000000"] = "Suspended"
+    found = bucket_problems(store, ["a-1250000000"], "state-1250000000")
+    assert [(p.where, p.severity) for p in found][-1] == ("CIFLOW_STATE_BUCKET", "error")
+    # Without a state bucket, a Suspended bucket is a warning that names the remedy
+    found = bucket_problems(store, ["a-1250000000"])
+    assert found[0].severity == "warning" and "CIFLOW_STATE_BUCKET" in found[0].message

@@ -122,8 +122,9 @@ def rules_problems(exc: ConfigError, source: str) -> list[Problem]:
     return [Problem(source, body)]
 
 
-def bucket_problems(storage: Any, buckets: Iterable[str]) -> list[Problem]:
-    """Each bucket's versioning, read from COS, and what follows from it."""
+def bucket_problems(storage: Any, buckets: Iterable[str], state_bucket: str = "") -> list[Problem]:
+    """Each bucket's versioning, read from COS, and what follows from it (with the records in
+    `state_bucket`, which must never have had versioning, when one is set)."""
     out = []
     for bucket in buckets:
         try:
@@ -131,8 +132,22 @@ def bucket_problems(storage: Any, buckets: Iterable[str]) -> list[Problem]:
         except CiflowError as exc:
             out.append(Problem(f"bucket {bucket}", f"cannot read its versioning: {exc}", "warning"))
             continue
+        if state_bucket and state != "Enabled":
+            out.append(Problem(f"bucket {bucket}", f"versioning {state or 'never enabled'}: its records are kept in "
+                               f"CIFLOW_STATE_BUCKET {state_bucket}, where claims are exclusive", "info"))
+            continue
         out.append(Problem(f"bucket {bucket}", versioning_note(state),
                            "warning" if state == "Suspended" else "info"))
+    if state_bucket:
+        try:
+            state = storage.versioning(state_bucket)
+        except CiflowError as exc:
+            out.append(Problem("CIFLOW_STATE_BUCKET", f"cannot read {state_bucket}'s versioning: {exc}", "warning"))
+        else:
+            if state:
+                out.append(Problem("CIFLOW_STATE_BUCKET", f"{state_bucket} has versioning {state}: "
+                                   "x-cos-forbid-overwrite has no effect there, so its claims are not exclusive; "
+                                   "use a bucket that never had versioning"))
     return out
 
 
@@ -176,5 +191,5 @@ def check_config(env: Mapping[str, str], rules_file: Optional[str] = None,
         except ConfigError as exc:
             problems.extend(rules_problems(exc, source))
     if storage is not None and settings is not None:
-        problems.extend(bucket_problems(storage, settings.buckets))
+        problems.extend(bucket_problems(storage, settings.buckets, settings.state_bucket))
     return ConfigReport(problems, settings, rules, source, settings_checked=not rules_only)
