@@ -5,7 +5,8 @@ runner), uploads a mix of clean and polyglot images, waits for every object to s
 checks each one against the state its content calls for:
 
 - lost:            the object never reached a final status (still PENDING, or vanished);
-- duplicate jobs:  more than one job that CI knows for one (object version, rule);
+- duplicate jobs:  more than one job that CI knows for one (object version, rule), where every write is a
+                   version of its own, also when it writes bytes written before;
 - wrong actions:   a clean image quarantined or tagged SUSPICIOUS, a suspicious one left in place or
                    tagged CLEAN, an action applied to content other than what was inspected, or
                    anything a forged callback changed.
@@ -360,19 +361,31 @@ class Chaos:
         row.events = sum(e["copies"] for e in events if any(prefix in (k or "") and QUARANTINE not in (k or "")
                                                               for k in e["keys"]))
         jobs = self._json(self.env["CIFLOW_DEV_CI_ADMIN"] + "jobs")
-        per_version: dict[tuple[str, str, str], int] = {}
+        # One job per object version and rule. Every write is a new version, also of bytes written before; the
+        # attempt number (n=) of a resubmission does not make one.
+        writes: dict[tuple[str, str, str], int] = {}
+        for u in uploads:
+            for v in u.history:
+                writes[(u.bucket, u.key, v.etag)] = writes.get((u.bucket, u.key, v.etag), 0) + 1
+        per_content: dict[tuple[str, str, str, str], int] = {}
         for j in jobs.values():
             obj = j["detail"]["Input"]["Object"]
             if not obj.startswith(prefix):
                 continue
             row.jobs += 1
             row.callbacks += sum(1 for c in j["callbacks"] if c.get("status") == 200)
-            # One job per (object version, rule): the attempt number (n=) does not make a new version.
             op = (j.get("request") or {}).get("Operation") or j["detail"]["Operation"]
-            ud = ";".join(p for p in str(op.get("UserData", "")).split(";") if not p.startswith("n="))
-            version = (j["detail"]["Input"].get("BucketId", ""), obj, ud)
-            per_version[version] = per_version.get(version, 0) + 1
-        row.duplicate_jobs = sum(n - 1 for n in per_version.values() if n > 1)
+            parts = str(op.get("UserData", "")).split(";")
+            etag = next((p[2:] for p in parts if p.startswith("e=")), None)
+            rule = next((p[2:] for p in parts if p.startswith("r=")), "")
+            content = etag if etag is not None else ";".join(p for p in parts if not p.startswith("n="))
+            version = (j["detail"]["Input"].get("BucketId", ""), obj, content, rule)
+            per_content[version] = per_content.get(version, 0) + 1
+        for (bucket, obj, content, rule), n in sorted(per_content.items()):
+            allowed = writes.get((bucket, obj, content), 1)
+            if n > allowed:
+                row.duplicate_jobs += n - allowed
+                row.notes.append(f"{obj}: {n} {rule or ''} jobs for {allowed} write(s) of {content}")
         if sc.callbacks_applied:
             refused = self.refused_callbacks(prefix, jobs)
             row.notes.extend(refused)

@@ -2,7 +2,9 @@
 duplicate job, no wrong action, and nothing the audits find.
 
 Scenarios that cannot pass before a fix of the functions lands are marked xfail(strict=True) with the defect
-they show: they turn into failures once the fix lands, and are then un-marked.
+they show: they turn into failures once the fix lands, and are then un-marked. A scenario whose defect shows
+in only a share of small runs is marked xfail(strict=False), since a strict mark would turn `make test` red
+whenever the run happens to miss it; `make chaos` shows it at full size.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ NOT_YET_PASSING: dict[str, str] = {
         "on a bucket whose versioning is Suspended x-cos-forbid-overwrite has no effect and every write is the "
         "null version, so duplicate events each make a job",
 }
+SOMETIMES_FAILING: dict[str, str] = {
+    "state writes 5xx bursts":
+        "an upload whose claim write meets a 5xx burst in all three invocations of its event is never "
+        "inspected, and a pending marker whose delete meets one can outlive its verdict",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +39,15 @@ def test_every_scenario_ran(rows: dict[str, Row]) -> None:
     assert list(rows) == [s.name for s in SCENARIOS]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(s.name, id=s.name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET_PASSING[s.name])]
-                 if s.name in NOT_YET_PASSING else [])
-    for s in SCENARIOS])
+def _marks(name: str) -> list[pytest.MarkDecorator]:
+    if name in NOT_YET_PASSING:
+        return [pytest.mark.xfail(strict=True, reason=NOT_YET_PASSING[name])]
+    if name in SOMETIMES_FAILING:
+        return [pytest.mark.xfail(strict=False, reason=SOMETIMES_FAILING[name])]
+    return []
+
+
+@pytest.mark.parametrize("name", [pytest.param(s.name, id=s.name, marks=_marks(s.name)) for s in SCENARIOS])
 def test_scenario(rows: dict[str, Row], name: str) -> None:
     r = rows[name]
     if r.skipped:
