@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .process import StackProcess
-from .samples import Sample, demo_samples, media_samples
+from .samples import Sample, demo_samples, media_samples, tdmq_samples
 
 QUARANTINE = "quarantine/"
 
@@ -201,6 +201,40 @@ def print_media(s3: Any, bucket: str, obs: List[Observation], rules: Dict[str, A
     return problems
 
 
+def print_deliveries(env: Dict[str, str], obs: List[Observation], rules: Dict[str, Any],
+                     out: Any = sys.stdout) -> List[str]:
+    """How each verdict reached the callback function: the Function URL, or a TDMQ topic's trigger."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(env["CIFLOW_DEV_CONFIG"].replace("/config", "/tdmq"), timeout=10) as r:
+        tdmq = json.load(r)
+    delivered = {d["job_id"]: d for d in tdmq["deliveries"] if d["outcome"] == "delivered"}
+    topics = {p["job_id"]: p["name"] for p in tdmq["published"]}
+    rows = [("KEY", "RULE", "VERDICT DELIVERED THROUGH")]
+    problems = []
+    by_url = 0
+    for o in obs:
+        job = o.tags.get("ci-job-id")
+        wanted = (rules.get(o.sample.rule) or {}).get("delivery")
+        if not job:
+            continue
+        if wanted and job not in delivered:
+            problems.append(f"{o.sample.key}: the rule asks for TDMQ, but its verdict did not come through the topic")
+        if not wanted and job in topics:
+            problems.append(f"{o.sample.key}: published to TDMQ, though its rule asks for the URL")
+        if job in delivered:
+            d = delivered[job]
+            rows.append((o.sample.key, o.sample.rule, f"TDMQ topic {topics.get(job, '?')} (CMQ trigger, "
+                                                      f"{d['batch']} message(s) in the event, attempt {d['attempt']})"))
+        else:
+            by_url += 1
+    print("\nVerdicts that arrived through TDMQ (rules with \"delivery\": tdmq):", file=out)
+    _print_rows(rows, out)
+    print(f"The other {by_url} arrived as HTTP callbacks on the Function URL.", file=out)
+    return problems
+
+
 DEMO_RULES = os.path.join(os.path.dirname(__file__), "demo_rules.json")
 
 
@@ -212,7 +246,7 @@ def run_demo(ns: Any) -> int:
     log = os.path.abspath(os.path.join(".demo-out", "devstack.log"))
     print("Building sample images and videos...")
     with tempfile.TemporaryDirectory(prefix="ciflow-demo-") as work:
-        samples = demo_samples() + media_samples(work)
+        samples = demo_samples() + tdmq_samples() + media_samples(work)
     with open(DEMO_RULES, encoding="utf-8") as fh:
         rules = {r["name"]: r for r in json.load(fh)["rules"]}
     print(f"Starting the local stack (object store, CI emulator, SCF runner) with {os.path.relpath(DEMO_RULES)}...")
@@ -227,6 +261,7 @@ def run_demo(ns: Any) -> int:
         print()
         print_table(obs)
         problems = print_media(s3, bucket, obs, rules, etags)
+        problems += print_deliveries(env, obs, rules)
     failed = [o for o in obs if not o.ok]
     print(f"\n{len(obs) - len(failed)}/{len(obs)} objects reached their expected final state in {took:.1f}s."
           f" Stack log: {os.path.relpath(log)}")

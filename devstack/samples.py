@@ -117,6 +117,15 @@ def demo_samples(prefix: str = "uploads/") -> List[Sample]:
     ]
 
 
+def tdmq_samples(prefix: str = "inbox/") -> List[Sample]:
+    """Scans for the demo's `inbox` rule, whose verdicts come back through a TDMQ topic."""
+    return [
+        Sample(f"{prefix}scan.png", _png(seed=300), "CLEAN", content_type="image/png", rule="inbox"),
+        Sample(f"{prefix}scan-with-zip.jpg", _jpeg() + zip_archive(), "SUSPICIOUS", "ZIP", content_type="image/jpeg",
+               rule="inbox"),
+    ]
+
+
 def media_samples(workdir: str) -> List[Sample]:
     """Videos built at run time: people/pets/nothing for VideoTargetRec (from scikit-image's bundled
     public-domain/CC0 photos), a short clip for VideoEnhance, and a long and a short clip for

@@ -19,6 +19,8 @@ from .emulator.cossign import Credential
 from .emulator.server import CiEmulator
 from .objectstore import COPY_LIMIT_BYTES, VERSIONING, ObjectStore, Switches
 from .runner import AsyncInvoker, FunctionHost, HttpTrigger, Timer, WorkerFunctionHost
+from .tdmq import DEFAULTS as TDMQ_DEFAULTS
+from .tdmq import CmqBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -160,6 +162,7 @@ class Stack:
             self.host = FunctionHost(self.o.region, self.o.appid, self.o.context_style)
         self.host.clock_offsets.update(self.o.clock_offsets)
         self.invoker = AsyncInvoker(self.host, "submit", copies=self.o.event_copies)
+        self.broker = CmqBroker(self.o.appid)
         on_event = (lambda _event: None) if self.o.no_trigger else self.invoker.deliver
         switches = Switches()
         switches.update({"key_encoding": self.o.key_encoding, "event_form": self.o.event_form,
@@ -183,7 +186,16 @@ class Stack:
           yet met. POST {"bucket", "key", "seconds", "match"?} holds the next tag write of that key whose body
           matches the regex `match`.
         - `inspections`: which content (ETag) each CI job read.
+        - `tdmq`: what CI published to CMQ topics and queues, and what the topic trigger delivered. POST
+          {"topic", "body"} publishes a message of one's own.
         """
+        if path == "/_devstack/tdmq":
+            if method == "POST":  # publish a message of one's own (tests: forged or foreign messages)
+                msg = json.loads(body or b"{}")
+                if not isinstance(msg, dict) or not isinstance(msg.get("body"), str):
+                    raise ValueError('expected {"topic", "body"}')
+                self.broker.publish(self.o.region, "Topic", str(msg.get("topic") or "ciflow-results"), msg["body"])
+            return self.broker.snapshot()
         if path == "/_devstack/stalls":
             if method == "POST":
                 self.hold(body)
@@ -220,7 +232,7 @@ class Stack:
 
     def config(self) -> dict[str, Any]:
         versioning = {b: self.store.versioning(f"{b}-{self.o.appid}") for b in self.o.buckets}
-        return {"event_copies": self.invoker.copies, **self.store.settings(),
+        return {"event_copies": self.invoker.copies, **self.store.settings(), **self.broker.config,
                 "versioning": {b: v for b, v in versioning.items() if v},
                 "clock_offsets": {k: v for k, v in self.host.clock_offsets.items() if v}}
 
@@ -232,7 +244,10 @@ class Stack:
             raise ValueError(f"event_copies: expected a whole number >= 1, got {copies!r}")
         versioning = checked_versioning(values.pop("versioning", {}), self.o.buckets)
         offsets = checked_clock_offsets(values.pop("clock_offsets", {}))
+        mq = {k: values.pop(k) for k in list(values) if k in TDMQ_DEFAULTS}
+        self.broker.configure(dict(mq), validate_only=True)
         self.store.configure(values)  # validates everything it is given before changing anything
+        self.broker.configure(mq)
         if copies is not None:
             self.invoker.copies = copies
         for bucket, status in versioning.items():
@@ -286,6 +301,9 @@ class Stack:
         self.emulator = CiEmulator(self.o.region, [Credential(self.secret_id, self.secret_key, self.token)],
                                    self.store.endpoint, config=ci_config)
         self.inspections.attach(self.emulator)
+        # CallBackType=TDMQ: CI publishes to CMQ; a topic's trigger invokes the callback function.
+        self.emulator.mq_publisher = self.broker.publish
+        self.broker.default_subscriber = lambda event: self.host.invoke("callback", event)
         self.emulator.start()
         self.trigger.start()
         os.environ.update(self.function_env())

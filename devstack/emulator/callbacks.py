@@ -94,8 +94,11 @@ def post(url: str, body: bytes, ctype: str) -> tuple[int, str]:
 
 def send(emu: CiEmulator, job: Job) -> None:
     """Send the callback of a finished job (now, later or never, as the fault switches say)."""
+    if job.request.get("CallBackType") == "TDMQ":
+        publish(emu, job)
+        return
     url = job.request.get("CallBack")
-    if not url or url == "no" or job.request.get("CallBackType") == "TDMQ":
+    if not url or url == "no":
         return
     cfg = emu.config
     if random.random() < float(cfg.get("callback_drop_rate") or 0):
@@ -110,6 +113,19 @@ def send(emu: CiEmulator, job: Job) -> None:
             t.start()
         else:
             deliver(emu, job)
+
+
+def publish(emu: CiEmulator, job: Job) -> None:
+    """`CallBackType=TDMQ`: the callback document goes to the job's CMQ topic or queue instead."""
+    mq = job.request.get("CallBackMqConfig") or {}
+    with emu._lock:
+        body, _ = callback_body(job.detail, job.request.get("CallBackFormat", "XML"), emu.config)
+    job.callbacks.append({"attempt": 1, "status": "published", "error": None, "time": time.time(),
+                          "mq": f"{mq.get('MqMode')}:{mq.get('MqName')}"})
+    text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+    if emu.mq_publisher is not None:
+        emu.mq_publisher(str(mq.get("MqRegion", "")), str(mq.get("MqMode", "")), str(mq.get("MqName", "")),
+                         text, job.detail["JobId"])
 
 
 def deliver(emu: CiEmulator, job: Job) -> None:

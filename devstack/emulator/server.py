@@ -91,6 +91,8 @@ class CiEmulator:
             "lose_job_rate": 0.0,        # accept a job that then vanishes (never runs, unknown to GET)
             "max_request_bytes": MAX_BODY_BYTES,  # larger POST /jobs bodies get InvalidContent
         }
+        # Where CallBackType=TDMQ results go: (region, mode, name, body, job id); the stack plugs in its broker.
+        self.mq_publisher: Optional[Callable[[str, str, str, str, str], None]] = None
         self.processors: dict[str, Processor] = {}
         self.validators: dict[str, Validator] = {}
         self.on_create: dict[str, OnCreate] = {}

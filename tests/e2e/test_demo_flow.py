@@ -52,7 +52,10 @@ def test_make_demo_command_exits_zero_and_prints_every_object() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     for s in demo_samples():
         assert s.key in r.stdout
-    assert "14/14 objects reached their expected final state" in r.stdout
+    assert "16/16 objects reached their expected final state" in r.stdout
+    # the inbox rule's verdicts came back through the TDMQ topic, and the demo says so
+    assert re.search(r"inbox/scan-with-zip.jpg\s+inbox\s+TDMQ topic ciflow-results \(CMQ trigger", r.stdout)
+    assert re.search(r"inbox/scan.png\s+inbox\s+TDMQ topic ciflow-results", r.stdout)
     assert "quarantine/uploads/polyglot-ts.png" in r.stdout
     # videos: people moved for review, the cat labelled as a pet, nothing found in the empty one
     assert "review/uploads/videos/person.mp4" in r.stdout
