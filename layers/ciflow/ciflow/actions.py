@@ -85,6 +85,15 @@ def planned_actions(rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
     return sorted(actions, key=order.__getitem__), move_prefix
 
 
+def expected_final_key(rule: Rule, v: Verdict, key: str, quarantine_prefix: str) -> Optional[str]:
+    """Where the object ends when the actions go as planned (recorded before they run)."""
+    actions, move_prefix = planned_actions(rule, v)
+    if "delete" in actions:
+        return None
+    prefix = quarantine_prefix if "quarantine" in actions else move_prefix
+    return prefix + key if prefix is not None else key
+
+
 def merge_logged(existing: dict[str, str], ours: list[tuple[str, str]], managed: list[str]) -> dict[str, str]:
     merged, dropped = tagging.merge(existing, ours, managed)
     if dropped:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from . import userdata
-from .actions import ActionRunner, Applied, Seen, settle_tags
+from .actions import ActionRunner, Applied, Seen, expected_final_key, settle_tags
 from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
@@ -79,7 +79,7 @@ class Completer:
         """Run the actions, recording the result together with their first write; then check our tag
         write and drop the pending marker. The marker is what says "done": it goes only after every
         action finished, so a crash anywhere leaves work that reconcile finds and redoes."""
-        expected = Applied("applied", rid.key)
+        expected = Applied("applied", expected_final_key(rule, v, rid.key, self.rules.quarantine_prefix))
         try:
             applied = act(lambda: records.put_result(rid, **result_fields(v, expected)))
         except PermanentError as exc:
