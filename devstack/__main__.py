@@ -105,6 +105,12 @@ def serve(ns: argparse.Namespace) -> int:
         return 2
     env = stack.env()
     write_env_file(ns.env_file, env)
+    logs = None
+    if not ns.quiet and not ns.json:
+        from .narrate import Narrator, log_to_file
+
+        logs = log_to_file(ns.log_file)
+        stack.host.observers.append(Narrator(sys.stdout, _rules_for(stack)))
     if not ns.quiet:
         print("ciflow local stack is running. Ctrl-C stops it.\n")
         print(f"  S3-compatible object store : {stack.store.endpoint}   (path-style)")
@@ -118,15 +124,30 @@ def serve(ns: argparse.Namespace) -> int:
         print(f"  set -a; source {ns.env_file}; set +a")
         print('  aws s3 cp photo.png "s3://$CIFLOW_DEV_BUCKET/uploads/photo.png"')
         print('  aws s3api get-object-tagging --bucket "$CIFLOW_DEV_BUCKET" --key uploads/photo.png\n')
+        if logs is not None:
+            print(f"What happens to each file is shown below; the functions' JSON logs go to {ns.log_file} "
+                  "(--json shows them here instead).\n")
         sys.stdout.flush()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
     stack.stop()
+    if logs is not None:
+        logs.close()
     if not ns.quiet:
         print("stopped.")
     return 0
+
+
+def _rules_for(stack: Stack) -> Any:
+    """The rules the functions run with (to name each job's type), or None."""
+    try:
+        from ciflow.rules import get_rules
+
+        return get_rules()
+    except Exception:  # noqa: BLE001 - narration falls back to "CI job"
+        return None
 
 
 def main(argv: list = None) -> int:
@@ -135,6 +156,10 @@ def main(argv: list = None) -> int:
     s = sub.add_parser("serve", help="run the local stack in the foreground")
     s.add_argument("--env-file", default=".devstack.env")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true",
+                   help="print the functions' JSON logs here instead of one human line per event")
+    s.add_argument("--log-file", default=".devstack.log",
+                   help="where the functions' JSON logs go (default: %(default)s)")
     s.add_argument("--buckets", type=_buckets, default=["uploads", "other"], metavar="NAME,NAME",
                    help="bucket short names; each becomes <name>-<appid> (default: uploads,other)")
     s.add_argument("--callback-format", choices=["XML", "JSON"], default="XML")

@@ -57,6 +57,8 @@ class FunctionHost:
         self.context_style = context_style
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self.invocations: list[dict[str, Any]] = []
+        # Called with each finished invocation's record (`make dev` narrates them).
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
         self._lock = threading.Lock()
         self.runtime: dict[str, Any] = {"python": platform.python_version(), "executable": sys.executable}
         # Seconds added to a function's clock (`time.time()` as the function's own code reads it).
@@ -100,6 +102,11 @@ class FunctionHost:
             entry["runtime"] = self._offset_pool.hello if offset and self._offset_pool else self.runtime
             with self._lock:
                 self.invocations.append(entry)
+            for observe in list(self.observers):
+                try:
+                    observe(entry)
+                except Exception:  # noqa: BLE001 - narration must never break an invocation
+                    traceback.print_exc()
 
     def _run(self, name: str, event: Any, context: Any, clock_offset: float) -> Any:
         if not clock_offset:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_dev_serves_and_plain_boto3_uploads_get_acted_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_file = tmp_path / ".devstack.env"
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "serve", "--env-file", str(env_file)], cwd=ROOT,
+    log_file = tmp_path / "dev.log"
+    proc = subprocess.Popen([sys.executable, "-m", "devstack", "serve", "--env-file", str(env_file),
+                             "--log-file", str(log_file)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 30
@@ -50,6 +53,7 @@ def test_dev_serves_and_plain_boto3_uploads_get_acted_on(tmp_path: Path, monkeyp
             time.sleep(0.1)
         assert status("uploads/dev/mine.png") == "CLEAN"
         assert status("quarantine/uploads/dev/poly.png") == "SUSPICIOUS"
+        time.sleep(float(os.environ.get("CIFLOW_TEST_DEV_IDLE", "6")))  # idle: reconcile runs, says nothing
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)
@@ -58,3 +62,12 @@ def test_dev_serves_and_plain_boto3_uploads_get_acted_on(tmp_path: Path, monkeyp
     assert values["AWS_ENDPOINT_URL"] in out and str(env_file) in out
     assert "stopped." in out
     assert os.path.exists(env_file)
+    # One human line per thing that happened to a file, no JSON, and nothing while idle
+    events = [ln for ln in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  ", ln)]
+    assert not [ln for ln in out.splitlines() if ln.lstrip().startswith("{")], out
+    assert re.search(r"uploads/dev/mine\.png\s+→ ImageInspect job c[0-9a-f]+… +\(rule images\)", out), out
+    assert re.search(r"uploads/dev/mine\.png\s+← CLEAN\s+tags ci-status=CLEAN", out), out
+    assert re.search(r"uploads/dev/poly\.png\s+← SUSPICIOUS \(ZIP\)\s+→ quarantine/uploads/dev/poly\.png", out), out
+    assert len(events) == 4, events
+    # The functions' JSON logs went to the file named at start
+    assert str(log_file) in out and '"message"' in log_file.read_text()

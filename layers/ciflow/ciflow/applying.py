@@ -94,5 +94,5 @@ class Completer:
                  lambda: records.drop_pending(rid))
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})
-        return {"job_id": v.job_id, "outcome": v.outcome, "status": applied.status,
+        return {"job_id": v.job_id, "key": rid.key, "rule": rule.name, "outcome": v.outcome, "status": applied.status,
                 "final_key": applied.final_key, "suspicious_type": v.suspicious_type, "reason": v.reason}
