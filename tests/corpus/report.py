@@ -112,7 +112,9 @@ the first strong payload signature found from the start of the last element that
 swallowed foreign bytes (a ZIP local header, `%PDF-1.`, an ELF or PE header, five MPEG-TS sync
 bytes, `<html`, another PNG/GIF/JFIF/EXIF JPEG, ...). A damaged image followed by a payload is
 SUSPICIOUS with the payload's type; a merely truncated image is not suspicious (decoders display
-it); only a file with no image data at all (no IDAT, scan data, image block, pixels or VP8 data)
+it; what the real service answers is unverified, so the emulator's `damaged_image` switch, `clean`
+by default, can make it FAILED with `InvalidImage` instead, and the tests run both); only a file
+with no image data at all (no IDAT, scan data, image block, pixels or VP8 data)
 is FAILED with `InvalidImage`. A payload without a strong signature that lies inside a cut-off
 element (scan data running to the end of the file, a chunk whose length runs past it) cannot be
 told apart from that element's own data.
