@@ -10,7 +10,7 @@ from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
-from .records import RecordId, Records
+from .records import RecordId, Records, rewritten_since
 from .results import Verdict, verdict
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -25,6 +25,19 @@ def result_fields(v: Verdict, applied: Applied) -> dict[str, Any]:
 
 
 _UNREAD: Any = object()
+
+
+def not_about(info: Any, claim: dict[str, Any], v: Verdict) -> bool:
+    """Whether `v` may be about other bytes than the object now holds: it was written again after the
+    job was recorded, or ImageInspect measured a file of another size than the one submitted."""
+    if rewritten_since(info.last_modified, claim):
+        return True
+    measured = v.details.get("PicSize") if isinstance(v.details, dict) else None
+    submitted = int(claim.get("size") or 0)
+    try:
+        return bool(measured) and submitted > 0 and int(measured) != submitted
+    except (TypeError, ValueError):
+        return False
 
 
 class Completer:
@@ -72,6 +85,15 @@ class Completer:
             logger.warning("callback for a superseded job; ignored",
                            extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
+        if seen.info is not None and seen.info.etag == ud.etag and not_about(seen.info, claim, v):
+            # The key holds these bytes again, but was rewritten while the job ran (A-B-A), or CI's result
+            # is about a file of another size: CI may have read other bytes. Nothing is applied and no
+            # verdict is kept for these bytes; the rewrite's own event gets them a new job.
+            logger.warning("the object was rewritten while its job ran; the verdict may be about other bytes",
+                           extra={"outcome": v.outcome})
+            records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="stale",
+                                 reason="RewrittenWhileInspected")
+            return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         return self.apply(records, rid, rule, v,
                           lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside))
 

@@ -30,6 +30,7 @@ class CosRecord:
     meta: dict[str, str]
     version_id: str
     request_id: str
+    event_time: float = 0.0   # eventTime: when COS saw the write (epoch seconds, COS's clock)
 
     @property
     def key(self) -> str:
@@ -87,6 +88,13 @@ def _candidates(raw_key: str, url: Optional[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value not in (None, "") and not isinstance(value, bool) else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def parse_record(record: Any) -> CosRecord:
     """Parse one element of ``Records``. Raises BadEventError with the field at fault."""
     if not isinstance(record, dict):
@@ -138,6 +146,7 @@ def parse_record(record: Any) -> CosRecord:
         meta=meta,
         version_id=str(obj.get("vid") or ""),
         request_id=str(meta.get("x-cos-request-id") or event.get("reqid") or ""),
+        event_time=_number(event.get("eventTime")),
     )
 
 

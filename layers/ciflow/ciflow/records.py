@@ -30,6 +30,17 @@ from .storage import Storage
 STALE_CLAIM_SECONDS = 300
 
 
+# Set on a claim as read: its Last-Modified by COS's clock, i.e. when its job was last recorded.
+WRITTEN = "_written"
+
+
+def rewritten_since(info_modified: float, claim: dict[str, Any]) -> bool:
+    """Whether the object was written after the claim's job was recorded (both by COS's clock, whole
+    seconds): then CI may have read other bytes than the ones the job was submitted for (A-B-A)."""
+    written = float(claim.get(WRITTEN) or 0)
+    return bool(info_modified and written and claim.get("job_id") and info_modified > written)
+
+
 def in_flight(claim: dict[str, Any], age: float) -> bool:
     """Whether a repeated event must leave this claim alone: its job is recorded, or its submitter's
     lease (`age` by COS's clock) has not run out and it did not let go."""
@@ -76,11 +87,11 @@ class Records:
     def _put(self, rid: RecordId, kind: str, doc: dict[str, Any]) -> None:
         self.storage.put(self.store, rid.path(self.prefix, kind), json.dumps(doc).encode())
 
-    def new_claim(self, rid: RecordId, version_id: str = "") -> dict[str, Any]:
+    def new_claim(self, rid: RecordId, version_id: str = "", size: int = 0) -> dict[str, Any]:
         now = int(time.time())
         return {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
                 "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 1, "lost": 0,
-                "version_id": version_id}
+                "version_id": version_id, "size": size}
 
     def create_claim(self, rid: RecordId, doc: dict[str, Any]) -> bool:
         """Create the claim if absent (conditional create). True when this caller owns the submission."""
@@ -108,6 +119,7 @@ class Records:
         doc = _load(stored.body) if stored is not None else None
         if stored is None or doc is None:
             return None
+        doc[WRITTEN] = stored.last_modified  # when COS stored it (not part of the record)
         return doc, stored.age
 
     def update_claim(self, rid: RecordId, base: Optional[dict[str, Any]] = None, **fields: Any) -> dict[str, Any]:
@@ -116,6 +128,7 @@ class Records:
         doc = dict(base) if base is not None else self.read_claim(rid)
         if doc is None:
             doc = self.new_claim(rid)
+        doc.pop(WRITTEN, None)
         doc.update(fields)
         doc["updated_at"] = int(time.time())
         self._put(rid, "jobs", doc)

@@ -35,6 +35,7 @@ class ObjectInfo:
     content_type: str
     metadata: dict[str, str]
     version_id: str = ""
+    last_modified: float = 0.0   # epoch seconds by COS's clock; 0 when unknown
 
     @property
     def versioned(self) -> bool:
@@ -192,6 +193,7 @@ class Storage:
             content_type=str(r.get("ContentType", "")),
             metadata=dict(r.get("Metadata", {})),
             version_id=str(r.get("VersionId") or ""),
+            last_modified=_epoch(r.get("LastModified")),
         )
 
     def resolve(self, bucket: str, candidates: Iterable[str]) -> Optional[ObjectInfo]:

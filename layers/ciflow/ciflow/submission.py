@@ -15,7 +15,7 @@ from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, logger
 from .ports import Ports
-from .records import RecordId, Records, in_flight
+from .records import RecordId, Records, in_flight, rewritten_since
 from .results import Verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -88,7 +88,7 @@ class Submitter(Ports):
             # The event names the content (logged COS events carry meta.ETag): no HEAD needed. A later
             # overwrite is caught by the tag check after submitting, and by the ETag check before acting.
             info: Optional[ObjectInfo] = ObjectInfo(keys[0], rec.etag, rec.size or 0, rec.content_type or "",
-                                                    {}, rec.version_id)
+                                                    {}, rec.version_id, rec.event_time)
         else:
             info = self.storage.resolve(rec.bucket, keys)
         if info is None:
@@ -133,7 +133,7 @@ class Submitter(Ports):
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
         records = Records.of(self.storage, bucket, self.settings)
-        fresh = records.new_claim(rid, info.version_id)
+        fresh = records.new_claim(rid, info.version_id, info.size)
         created, marked, tags = settled(lambda: records.create_claim(rid, fresh),
                                         lambda: records.mark_pending(rid, info.version_id),
                                         lambda: self.storage.get_tags(bucket, info.key))
@@ -157,11 +157,17 @@ class Submitter(Ports):
                 if known is not None:
                     self._reapply(records, rid, rule, info, known)
                     return None
-                if result is None and in_flight(claim, age) and not takeover:
+                again = rewritten_since(info.last_modified, claim)
+                if again:
+                    # Written again after its job started: CI may read other bytes in between (A-B-A), so
+                    # the job in flight cannot vouch for these; a new attempt supersedes it.
+                    logger.warning("the same bytes were written again while their job ran; a new job checks them",
+                                   extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
+                elif result is None and in_flight(claim, age) and not takeover:
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     return None
-                if result is None and not claim.get("job_id"):
+                if result is None and not claim.get("job_id") and not again:
                     # The submitter died between claiming and recording: CI may have the job already.
                     found = self.ci.find(bucket, rule.job, info.key,
                                          UserData(rule.name, etag, attempt=attempt).encode())
@@ -177,7 +183,7 @@ class Submitter(Ports):
             # Only a job CI really lost counts against the give-up limit.
             claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
                                          lost=int(claim.get("lost") or 0) + (1 if lost else 0),
-                                         claimed_at=int(time.time()), version_id=info.version_id)
+                                         claimed_at=int(time.time()), version_id=info.version_id, size=info.size)
             tags = self.storage.get_tags(bucket, info.key)
         if tags is None:
             # The object vanished before its job was submitted: nothing to inspect.
