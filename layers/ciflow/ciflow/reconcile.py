@@ -22,7 +22,7 @@ from .concurrency import Failed, settled, together
 from .errors import PermanentError, RetryableError
 from .log import bind, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records
+from .records import STALE_CLAIM_SECONDS, RecordId, Records, in_flight
 from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
@@ -117,9 +117,10 @@ class Reconciler(Ports):
             return rid, "gone"
         job_id = str(claim.get("job_id") or "")
         if not job_id:
-            if age < STALE_CLAIM_SECONDS:
-                # A submitter, or the platform's retry of a released one, may still be at work: reconcile
-                # waits out the lease either way, so it never races them.
+            if in_flight(claim, age):
+                # A submitter may still be at work: never race it. A released claim is taken over at
+                # once; a takeover is exclusive (Records.take_over), so a platform retry racing this
+                # one cannot start a second job.
                 return rid, "waiting"
             return rid, self._resubmit(bucket, records, rid, rule, lost=False)
         detail = details.get(job_id)

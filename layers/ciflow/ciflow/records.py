@@ -97,6 +97,21 @@ class Records:
         """Create the claim if absent (conditional create). True when this caller owns the submission."""
         return self.storage.create_if_absent(self.store, rid.path(self.prefix, "jobs"), json.dumps(doc).encode())
 
+    def take_over(self, rid: RecordId, attempt: int) -> bool:
+        """Win the right to start `attempt` (conditional create of a token per attempt): of several
+        takers-over racing (reconcile, a platform retry, a repeated event), exactly one wins."""
+        key = rid.path(self.prefix, "takeovers")[: -len(".json")] + f"/{attempt}.json"
+        body = json.dumps({"attempt": attempt}).encode()
+        if self.storage.create_if_absent(self.store, key, body):
+            return True
+        # A winner that died before recording its attempt would block every later taker-over: its
+        # token counts only while it is younger than a claim's lease.
+        token = self.storage.get_record(self.store, key)
+        if token is None or token.age >= STALE_CLAIM_SECONDS:
+            self.storage.put(self.store, key, body)
+            return True
+        return False
+
     def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
         """The marker reconcile lists. Written together with the claim, and again by anyone who finds a
         claim without a job, so nothing can exist that reconcile cannot find."""

@@ -140,10 +140,10 @@ class Submitter(Ports):
         for outcome in (created, marked, tags):
             if isinstance(outcome, Failed):
                 if created is True:
-                    # Ours, but the marker (or the tag read) failed: let the platform's retry take over
-                    # at once. Should this release fail too, the claim's lease runs out and the retry
-                    # (which writes the marker first) or a later delivery picks it up.
-                    records.update_claim(rid, fresh, status="RELEASED")
+                    # Ours, but the marker (or the tag read) failed: let the platform's retry (or
+                    # reconcile) take over at once. Should the release fail too, the claim's lease runs
+                    # out first.
+                    self._release(records, rid, fresh)
                 raise outcome.error
         if created:
             claim = fresh
@@ -177,6 +177,9 @@ class Submitter(Ports):
                                        extra={"job_id": found["JobId"]})
                         return str(found["JobId"])
                 logger.warning("taking over a stale, lost or finished submission", extra={"rule": rule.name})
+            if not records.take_over(rid, attempt + 1):
+                logger.info("another taker-over won this attempt", extra={"rule": rule.name, "attempt": attempt + 1})
+                return None
             if result is not None:
                 records.clear_result(rid)
             # A new attempt number makes callbacks of the jobs it replaces recognisably superseded.
@@ -215,7 +218,7 @@ class Submitter(Ports):
             # Release the claim so the platform's retry of this event takes over at once (it looks
             # for a job CI may have accepted before submitting again). The marker stays: if the
             # release fails too, reconcile still finds the claim.
-            records.update_claim(rid, claim, status="RELEASED")
+            self._release(records, rid, claim)
             raise
         job_id = str(detail["JobId"])
         together(lambda: records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED",
@@ -223,6 +226,20 @@ class Submitter(Ports):
                  lambda: settle_tags(self.storage, records, info.key, rule, etag))
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
+
+    @staticmethod
+    def _release(records: Records, rid: RecordId, claim: dict[str, Any], tries: int = 3) -> None:
+        """Mark the claim released, trying a little harder than one request: a released claim is taken
+        over at once, a claim left CLAIMED only after its lease."""
+        for attempt in range(1, tries + 1):
+            try:
+                records.update_claim(rid, claim, status="RELEASED")
+                return
+            except RetryableError:
+                if attempt == tries:
+                    logger.warning("could not release the claim; it is taken over after its lease")
+                    return
+                time.sleep(0.2 * attempt)
 
     def _reapply(self, records: Records, rid: RecordId, rule: Rule, info: ObjectInfo, known: Verdict) -> None:
         """The same bytes again (re-upload, delete and re-upload, A-B-A): the verdict known for this
