@@ -6,4 +6,4 @@ from ciflow.reconcile import handle_timer
 
 def main_handler(event, context):
     bind_invocation(context, "reconcile")
-    return handle_timer(event)
+    return handle_timer(event, context)

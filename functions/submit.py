@@ -6,4 +6,4 @@ from ciflow.submission import handle_event
 
 def main_handler(event, context):
     bind_invocation(context, "submit")
-    return handle_event(event)
+    return handle_event(event, context)

@@ -20,9 +20,9 @@ from .applying import Completer
 from .ci import CiJobs
 from .concurrency import Failed, settled, together
 from .errors import PermanentError, RetryableError
-from .log import bind, logger
+from .log import bind, context_value, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records, in_flight
+from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, in_flight
 from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
@@ -49,6 +49,7 @@ class Reconciler(Ports):
         super().__init__(storage, ci, settings, rules)
         self.completer = Completer(self.storage, self.ci, self.settings, self.rules)
         self._submitter: Any = None
+        self.lease = STALE_CLAIM_SECONDS  # how long the claims it takes over keep others away
 
     @property
     def submitter(self) -> Any:
@@ -57,6 +58,7 @@ class Reconciler(Ports):
             from .submission import Submitter
 
             self._submitter = Submitter(self.storage, self.ci, self.settings, self.rules)
+            self._submitter.lease = self.lease
         return self._submitter
 
     def run(self, buckets: Optional[list[str]] = None, limit: int = 500) -> Summary:
@@ -145,8 +147,8 @@ class Reconciler(Ports):
             # The object is gone or holds other content (which has its own claim and marker).
             records.write_result(rid, applied="object-missing" if info is None else "stale")
             return "gone"
-        self.submitter.submit(bucket, info, rule, takeover=True, lost=lost)
-        return "resubmitted"
+        job = self.submitter.submit(bucket, info, rule, takeover=True, lost=lost)
+        return "resubmitted" if job else "waiting"
 
     def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str) -> str:
         logger.error("giving up on a job", extra={"job_id": job_id, "reason": reason})
@@ -157,9 +159,11 @@ class Reconciler(Ports):
         return "failed"
 
 
-def handle_timer(event: Any) -> dict[str, Any]:
+def handle_timer(event: Any, context: Any = None) -> dict[str, Any]:
     """Entry point for the reconcile function (timer trigger; the event's content is not needed)."""
-    summary = Reconciler().run()
+    reconciler = Reconciler()
+    reconciler.lease = claim_lease(context_value(context, "time_limit_in_ms"))
+    summary = reconciler.run()
     out = {k: v for k, v in summary.__dict__.items() if k != "details"}
     out["details"] = summary.details[:50]
     return out

@@ -30,6 +30,19 @@ from .storage import Storage
 STALE_CLAIM_SECONDS = 300
 
 
+LEASE_MARGIN_SECONDS = 10
+
+
+def claim_lease(time_limit_ms: Any) -> float:
+    """How long a claim an invocation makes may keep others away: the function's own time limit
+    (after it, that invocation cannot be alive), plus a margin. Without one, the default lease."""
+    try:
+        limit = float(time_limit_ms) / 1000
+    except (TypeError, ValueError):
+        return STALE_CLAIM_SECONDS
+    return min(STALE_CLAIM_SECONDS, limit + LEASE_MARGIN_SECONDS) if limit > 0 else STALE_CLAIM_SECONDS
+
+
 # Set on a claim as read: its Last-Modified by COS's clock, i.e. when its job was last recorded.
 WRITTEN = "_written"
 
@@ -43,8 +56,10 @@ def rewritten_since(info_modified: float, claim: dict[str, Any]) -> bool:
 
 def in_flight(claim: dict[str, Any], age: float) -> bool:
     """Whether a repeated event must leave this claim alone: its job is recorded, or its submitter's
-    lease (`age` by COS's clock) has not run out and it did not let go."""
-    return bool(claim.get("job_id")) or (age < STALE_CLAIM_SECONDS and claim.get("status") != "RELEASED")
+    lease (`age` by COS's clock against the lease it wrote: its function's time limit and a margin)
+    has not run out and it did not let go."""
+    lease = float(claim.get("lease") or STALE_CLAIM_SECONDS)
+    return bool(claim.get("job_id")) or (age < lease and claim.get("status") != "RELEASED")
 
 
 @dataclass(frozen=True)
@@ -87,27 +102,29 @@ class Records:
     def _put(self, rid: RecordId, kind: str, doc: dict[str, Any]) -> None:
         self.storage.put(self.store, rid.path(self.prefix, kind), json.dumps(doc).encode())
 
-    def new_claim(self, rid: RecordId, version_id: str = "", size: int = 0) -> dict[str, Any]:
+    def new_claim(self, rid: RecordId, version_id: str = "", size: int = 0,
+                  lease: float = STALE_CLAIM_SECONDS) -> dict[str, Any]:
         now = int(time.time())
         return {"bucket": self.bucket, "key": rid.key, "etag": rid.etag, "rule": rid.rule, "job_id": "",
                 "status": "CLAIMED", "claimed_at": now, "updated_at": now, "attempts": 1, "lost": 0,
-                "version_id": version_id, "size": size}
+                "version_id": version_id, "size": size, "lease": lease}
 
     def create_claim(self, rid: RecordId, doc: dict[str, Any]) -> bool:
         """Create the claim if absent (conditional create). True when this caller owns the submission."""
         return self.storage.create_if_absent(self.store, rid.path(self.prefix, "jobs"), json.dumps(doc).encode())
 
-    def take_over(self, rid: RecordId, attempt: int) -> bool:
+    def take_over(self, rid: RecordId, attempt: int, lease: float = STALE_CLAIM_SECONDS) -> bool:
         """Win the right to start `attempt` (conditional create of a token per attempt): of several
         takers-over racing (reconcile, a platform retry, a repeated event), exactly one wins."""
         key = rid.path(self.prefix, "takeovers")[: -len(".json")] + f"/{attempt}.json"
-        body = json.dumps({"attempt": attempt}).encode()
+        body = json.dumps({"attempt": attempt, "lease": lease}).encode()
         if self.storage.create_if_absent(self.store, key, body):
             return True
-        # A winner that died before recording its attempt would block every later taker-over: its
-        # token counts only while it is younger than a claim's lease.
+        # A winner that died or failed before recording its attempt would block every later
+        # taker-over: its token counts only for the lease its invocation had.
         token = self.storage.get_record(self.store, key)
-        if token is None or token.age >= STALE_CLAIM_SECONDS:
+        held = float((_load(token.body) or {}).get("lease") or STALE_CLAIM_SECONDS) if token is not None else 0.0
+        if token is None or token.age >= held:
             self.storage.put(self.store, key, body)
             return True
         return False

@@ -13,9 +13,9 @@ from .concurrency import Failed, settled, together
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
-from .log import bind, logger
+from .log import bind, context_value, logger
 from .ports import Ports
-from .records import RecordId, Records, in_flight, rewritten_since
+from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, in_flight, rewritten_since
 from .results import Verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -49,6 +49,8 @@ def skip_reason(key: str, rules: RuleSet, settings: Settings) -> Optional[str]:
 
 class Submitter(Ports):
     """Processes COS events. Ports are injectable; defaults are the cached real clients."""
+
+    lease: float = STALE_CLAIM_SECONDS  # seconds a claim this submitter makes keeps others away
 
     def handle(self, event: Any) -> dict[str, Any]:
         """Process every record; raise RetryableError at the end if any record needs a retry."""
@@ -133,7 +135,7 @@ class Submitter(Ports):
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
         records = Records.of(self.storage, bucket, self.settings)
-        fresh = records.new_claim(rid, info.version_id, info.size)
+        fresh = records.new_claim(rid, info.version_id, info.size, self.lease)
         created, marked, tags = settled(lambda: records.create_claim(rid, fresh),
                                         lambda: records.mark_pending(rid, info.version_id),
                                         lambda: self.storage.get_tags(bucket, info.key))
@@ -177,7 +179,7 @@ class Submitter(Ports):
                                        extra={"job_id": found["JobId"]})
                         return str(found["JobId"])
                 logger.warning("taking over a stale, lost or finished submission", extra={"rule": rule.name})
-            if not records.take_over(rid, attempt + 1):
+            if not records.take_over(rid, attempt + 1, self.lease):
                 logger.info("another taker-over won this attempt", extra={"rule": rule.name, "attempt": attempt + 1})
                 return None
             if result is not None:
@@ -186,7 +188,8 @@ class Submitter(Ports):
             # Only a job CI really lost counts against the give-up limit.
             claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
                                          lost=int(claim.get("lost") or 0) + (1 if lost else 0),
-                                         claimed_at=int(time.time()), version_id=info.version_id, size=info.size)
+                                         claimed_at=int(time.time()), version_id=info.version_id, size=info.size,
+                                         lease=self.lease)
             tags = self.storage.get_tags(bucket, info.key)
         if tags is None:
             # The object vanished before its job was submitted: nothing to inspect.
@@ -266,11 +269,13 @@ class Submitter(Ports):
         return RecordResult(key, "skipped", reason)
 
 
-def handle_event(event: Any) -> dict[str, Any]:
+def handle_event(event: Any, context: Any = None) -> dict[str, Any]:
     """Entry point for the submit function."""
     try:
         submitter = Submitter()
     except ConfigError:
         logger.exception("invalid configuration")
         raise
+    submitter.lease = claim_lease(context_value(context, "time_limit_in_ms"))
     return submitter.handle(event)
+
