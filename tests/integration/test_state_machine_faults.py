@@ -275,8 +275,9 @@ def test_marker_write_failing_never_loses_the_upload(h: Harness, prefix: str) ->
 
     key = f"{prefix}marker.png"
     etag = h.dev.put(key, _png(seed=21))
-    # Given four marker writes in a row fail: the first delivery, its two retries, and one more
-    for _ in range(4):
+    # Given the marker writes of the first delivery and of both its retries fail (each invocation tries
+    # the marker three times: nine failures in a row), and one more
+    for _ in range(10):
         h.faults.add("put", raise_once(lambda b, k, *_: "/pending/" in k, RetryableError("PUT: ServiceUnavailable")))
     with pytest.raises(RetryableError):
         h.submit(key, retries=2)
@@ -300,8 +301,9 @@ def test_claim_written_marker_lost_then_duplicate_event_restores_the_marker(h: H
 
     key = f"{prefix}nomarker.png"
     etag = h.dev.put(key, _png(seed=22))
-    # Given the first delivery's marker write fails once (so no job is submitted)
-    h.faults.add("put", raise_once(lambda b, k, *_: "/pending/" in k, RetryableError("PUT: SlowDown")))
+    # Given every marker write of the first delivery fails (it tries three times; so no job is submitted)
+    for _ in range(3):
+        h.faults.add("put", raise_once(lambda b, k, *_: "/pending/" in k, RetryableError("PUT: SlowDown")))
     with pytest.raises(RetryableError):
         h.submitter().handle(h.event(key))
     # When a duplicate event arrives within the lease

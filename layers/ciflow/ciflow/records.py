@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .errors import RetryableError
 from .storage import Storage
 
 # A claim without a job id older than this may be taken over: its submitter died, or let go.
@@ -31,6 +32,7 @@ STALE_CLAIM_SECONDS = 300
 
 
 LEASE_MARGIN_SECONDS = 10
+MARKER_TRIES = 3  # rounds of the SDK's own retries for a pending marker
 
 
 def claim_lease(time_limit_ms: Any) -> float:
@@ -132,7 +134,17 @@ class Records:
     def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
         """The marker reconcile lists. Written together with the claim, and again by anyone who finds a
         claim without a job, so nothing can exist that reconcile cannot find."""
-        self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "version_id": version_id})
+        doc = {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "version_id": version_id}
+        # It is what reconcile finds, so a burst of 5xx answers longer than the SDK's own retries is
+        # outlasted here rather than left to the platform's few retries of the whole event.
+        for attempt in range(1, MARKER_TRIES + 1):
+            try:
+                self._put(rid, "pending", doc)
+                return
+            except RetryableError:
+                if attempt == MARKER_TRIES:
+                    raise
+                time.sleep(0.25 * attempt)
 
     def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
         record = self.read_claim_record(rid)
