@@ -20,7 +20,7 @@ def _options(ns: argparse.Namespace) -> StackOptions:
                         versioning=dict(ns.versioning), callback_user_data=ns.callback_user_data,
                         clock_offsets=dict(ns.clock_offset), reconcile_every=ns.reconcile_every,
                         reconcile_after=ns.reconcile_after, function_python=ns.function_python,
-                        function_root=ns.function_root, no_trigger=ns.no_trigger)
+                        function_root=ns.function_root, no_trigger=ns.no_trigger, state_bucket=ns.state_bucket)
 
 
 def _pair(kind: str, choices: Optional[tuple[str, ...]] = None) -> Any:
@@ -156,6 +156,9 @@ def main(argv: list = None) -> int:
     s = sub.add_parser("serve", help="run the local stack in the foreground")
     s.add_argument("--env-file", default=".devstack.env")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--state-bucket", default=None, metavar="NAME",
+                   help="keep the functions' records in this bucket (short name; created, never versioned): "
+                        "CIFLOW_STATE_BUCKET, for buckets whose versioning is Suspended")
     s.add_argument("--json", action="store_true",
                    help="print the functions' JSON logs here instead of one human line per event")
     s.add_argument("--log-file", default=".devstack.log",

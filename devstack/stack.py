@@ -55,6 +55,9 @@ class StackOptions:
     # Keep the object store but deliver no COS events, as for objects uploaded before any trigger
     # existed (what `python -m ciflow backfill` is for).
     no_trigger: bool = False
+    # Keep the functions' records in this bucket (short name; created, never versioned) instead of beside
+    # each object: CIFLOW_STATE_BUCKET, for buckets whose versioning is Suspended.
+    state_bucket: Optional[str] = None
 
 
 FUNCTIONS = ("submit", "callback", "reconcile")
@@ -255,6 +258,10 @@ class Stack:
         self.host.clock_offsets.update(offsets)
 
     @property
+    def state_bucket_name(self) -> str:
+        return f"{self.o.state_bucket}-{self.o.appid}" if self.o.state_bucket else ""
+
+    @property
     def bucket_names(self) -> list[str]:
         return [f"{b}-{self.o.appid}" for b in self.o.buckets]
 
@@ -278,6 +285,8 @@ class Stack:
         }
         if self.o.rules_file:
             env["CIFLOW_RULES_FILE"] = str(Path(self.o.rules_file).resolve())
+        if self.state_bucket_name:
+            env["CIFLOW_STATE_BUCKET"] = self.state_bucket_name
         return env
 
     def client_env(self) -> dict[str, str]:
@@ -312,7 +321,7 @@ class Stack:
 
         s3 = boto3.client("s3", endpoint_url=self.store.endpoint, region_name=self.o.region,
                           aws_access_key_id="devstack", aws_secret_access_key="devstack")
-        for b in self.bucket_names:
+        for b in self.bucket_names + ([self.state_bucket_name] if self.state_bucket_name else []):
             s3.create_bucket(Bucket=b, CreateBucketConfiguration={"LocationConstraint": self.o.region})
         for b, status in self.o.versioning.items():
             self.store.set_versioning(f"{b}-{self.o.appid}", status, s3)
