@@ -17,11 +17,7 @@ from devstack.chaos import SCENARIOS, Row, run_chaos
 
 pytestmark = pytest.mark.integration
 PER_SCENARIO = 4
-NOT_YET_PASSING: dict[str, str] = {
-    "conditional create not honoured":
-        "on a bucket whose versioning is Suspended x-cos-forbid-overwrite has no effect and every write is the "
-        "null version, so duplicate events each make a job",
-}
+NOT_YET_PASSING: dict[str, str] = {}
 SOMETIMES_FAILING: dict[str, str] = {
     "state writes 5xx bursts":
         "an upload whose claim write meets a 5xx burst in all three invocations of its event is never "
