@@ -329,6 +329,42 @@ def check_state(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, str])
     return problems
 
 
+def required_settings() -> list[str]:
+    """The variables without which the functions' settings refuse to load (found by leaving each out)."""
+    tdmq._library_importable()
+    from ciflow.errors import ConfigError
+    from ciflow.settings import ENV_VARS, load_settings
+
+    base = {"CIFLOW_REGION": "ap-guangzhou", "CIFLOW_CALLBACK_SECRET": "s" * 32}
+    out = []
+    for name in ENV_VARS:
+        if name in base:
+            try:
+                load_settings({k: v for k, v in base.items() if k != name})
+            except ConfigError:
+                out.append(name)
+    return out
+
+
+def check_environment_form(instance: Mapping[str, Any]) -> list[str]:
+    """What multi-scf does with each function's environment, read from serverless.yml before running it:
+    it deploys `environments: [{key, value}]` and nothing else (docs/deploy.md)."""
+    problems = []
+    required = required_settings()
+    for key, fn in (instance.get("inputs", {}).get("functions") or {}).items():
+        if "environment" in fn:
+            problems.append(f"functions.{key}.environment: multi-scf replaces it with its own `environments` list "
+                            f"(empty by default), so {key} would be deployed without a single variable, and a "
+                            "redeploy would wipe what it had; list them as `environments: [{key: NAME, value: "
+                            "VALUE}, ...]`")
+        listed = {e.get("key") for e in fn.get("environments") or [] if isinstance(e, dict)}
+        absent = [name for name in required if name not in listed]
+        if absent:
+            problems.append(f"functions.{key}.environments: lacks {', '.join(absent)}, without which its settings "
+                            "refuse to load: every invocation would fail")
+    return problems
+
+
 def check_plan(plan: Plan, instance: Mapping[str, Any], env: Mapping[str, str],
                outputs: Mapping[str, str]) -> list[str]:
     """Everything wrong with one recorded deploy, as messages (empty when it is what we want)."""
@@ -390,7 +426,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"deploy-plan: {ns.env_file} does not exist", file=sys.stderr)
         return 2
     static = load_yaml(ROOT / "serverless.yml")
-    problems: list[str] = []
+    problems: list[str] = check_environment_form(static)
     try:
         chosen = tdmq.selection(env, ns.rules)
     except tdmq.TdmqConfigError as exc:

@@ -281,3 +281,20 @@ def test_a_rendering_that_forgets_the_state_bucket_is_caught_from_the_env_file(i
     # Then the function checks pass, but the state check, from the env file, does not
     assert plan.check_plan(recorded, rendered, STATE_ENV, OUTPUTS) == []
     assert len(plan.check_state(recorded, rendered, STATE_ENV)) == 3
+
+
+def test_an_environment_map_is_refused_with_the_reason() -> None:
+    # Given serverless.yml written in the form multi-scf silently replaces
+    import yaml
+
+    from deploy import plan as plan_mod
+
+    instance = yaml.safe_load((plan_mod.ROOT / "serverless.yml").read_text(encoding="utf-8"))
+    assert plan_mod.check_environment_form(instance) == []
+    fn = instance["inputs"]["functions"]["submit"]
+    fn["environment"] = {"variables": {e["key"]: e["value"] for e in fn.pop("environments")}}
+    # Then the plan says why it would deploy no variable at all, and which required ones are absent
+    problems = plan_mod.check_environment_form(instance)
+    assert any("functions.submit.environment: multi-scf replaces it" in p and "without a single variable" in p
+               for p in problems), problems
+    assert any("lacks CIFLOW_REGION, CIFLOW_CALLBACK_SECRET" in p for p in problems), problems
