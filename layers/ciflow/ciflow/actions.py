@@ -127,6 +127,25 @@ def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: 
     return repairs
 
 
+def settle_pending(storage: Storage, records: Records, key: str, rule: Rule, etag: str) -> int:
+    """`settle_tags` for the submit path's PENDING write, which may also land after the verdict it
+    precedes (CI finished while the write was being retried): then the verdict's tags are put back."""
+    rid = RecordId(key, etag, rule.name)
+    info, result = together(lambda: storage.head(records.bucket, key), lambda: records.read_result(rid))
+    if info is not None and info.etag != etag:
+        return settle_tags(storage, records, key, rule, etag)
+    v = verdict_from_result(result)
+    if info is None or v is None:
+        return 0
+    tags = storage.get_tags(records.bucket, key)
+    if tags is None or tags.get(tagging.STATUS) != "PENDING":
+        return 0
+    logger.warning("a PENDING tag landed after the verdict; the verdict's tags were put back",
+                   extra={"outcome": v.outcome})
+    storage.put_tags(records.bucket, key, merge_logged(tags, status_tags(rule, v), managed_tags(rule)))
+    return 1
+
+
 class ActionRunner:
     def __init__(self, storage: Storage, bucket: str, quarantine_prefix: str):
         self.storage = storage

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import tagging, tokens
-from .actions import ActionRunner, managed_tags, pending_tags, settle_tags
+from .actions import ActionRunner, managed_tags, pending_tags, settle_pending
 from .applying import Completer
 from .concurrency import Failed, settled, together
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
@@ -226,7 +226,7 @@ class Submitter(Ports):
         job_id = str(detail["JobId"])
         together(lambda: records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED",
                                               submitted_at=int(time.time())),
-                 lambda: settle_tags(self.storage, records, info.key, rule, etag))
+                 lambda: settle_pending(self.storage, records, info.key, rule, etag))
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 
