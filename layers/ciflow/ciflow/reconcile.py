@@ -27,6 +27,7 @@ from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
 from .storage import Storage
+from .userdata import UserData
 
 
 class Summary:
@@ -120,10 +121,19 @@ class Reconciler(Ports):
         job_id = str(claim.get("job_id") or "")
         if not job_id:
             if in_flight(claim, age):
-                # A submitter may still be at work: never race it. A released claim is taken over at
-                # once; a takeover is exclusive (Records.take_over), so a platform retry racing this
-                # one cannot start a second job.
-                return rid, "waiting"
+                # A submitter may still be at work: never race it (a released claim is taken over at
+                # once; a takeover is exclusive, Records.take_over). But a job CI already has, whose
+                # id the submitter failed to record, is adopted now rather than after the lease.
+                attempt = int(claim.get("attempts") or 1)
+                found = self.ci.find(bucket, rule.job, rid.key, UserData(rule.name, rid.etag, attempt=attempt).encode())
+                if found is None:
+                    return rid, "waiting"
+                claim = records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
+                logger.warning("adopted a job whose submitter did not record it", extra={"job_id": found["JobId"]})
+                if not is_final(found):
+                    return rid, "waiting"
+                result = self.completer.complete(bucket, found, claim=claim)
+                return rid, "applied" if result.get("status") not in ("superseded", "not-ours") else "gone"
             return rid, self._resubmit(bucket, records, rid, rule, lost=False)
         detail = details.get(job_id)
         if detail is None:

@@ -224,11 +224,23 @@ class Submitter(Ports):
             self._release(records, rid, claim)
             raise
         job_id = str(detail["JobId"])
-        together(lambda: records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED",
-                                              submitted_at=int(time.time())),
+        together(lambda: self._record_job(records, rid, claim, job_id),
                  lambda: settle_pending(self.storage, records, info.key, rule, etag))
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
+
+    @staticmethod
+    def _record_job(records: Records, rid: RecordId, claim: dict[str, Any], job_id: str, tries: int = 3) -> None:
+        """Record the job in the claim, outlasting a 5xx burst: until it is recorded, others must wait out
+        the claim's lease or find the job through CI."""
+        for attempt in range(1, tries + 1):
+            try:
+                records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()))
+                return
+            except RetryableError:
+                if attempt == tries:
+                    raise
+                time.sleep(0.25 * attempt)
 
     @staticmethod
     def _release(records: Records, rid: RecordId, claim: dict[str, Any], tries: int = 3) -> None:
