@@ -208,3 +208,20 @@ def test_a_transient_failure_raises_for_redelivery_after_the_rest_of_the_batch()
     # SCF redelivers the batch: the failed one completes, the other converges (completing is idempotent)
     h.handle(cmq_event(xml_body(a), xml_body(b)))
     assert rec.completed == [b["JobId"], a["JobId"], b["JobId"]]
+
+
+def test_batches_inside_batches_never_deadlock_the_pool() -> None:
+    # Reconcile checks jobs a few at a time, and each check sends its own requests together
+    import threading
+
+    from ciflow.concurrency import MAX_WORKERS, together
+
+    def inner(n: int) -> int:
+        return sum(together(*[(lambda i=i: i) for i in range(n)]))
+
+    done: list[Any] = []
+    t = threading.Thread(target=lambda: done.append(together(*[(lambda: inner(4)) for _ in range(MAX_WORKERS * 2)])))
+    t.start()
+    t.join(timeout=10)
+    assert not t.is_alive(), "nested batches deadlocked the pool"
+    assert done == [[6] * (MAX_WORKERS * 2)]

@@ -16,13 +16,14 @@ from .log import logger
 _pool: Optional[ThreadPoolExecutor] = None
 _lock = threading.Lock()
 MAX_WORKERS = 8
+THREAD_PREFIX = "ciflow-io"
 
 
 def _executor() -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="ciflow-io")
+            _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix=THREAD_PREFIX)
         return _pool
 
 
@@ -51,7 +52,9 @@ def settled(*calls: Optional[Callable[[], Any]]) -> list[Any]:
     caller can undo what the other calls did."""
     live = [(i, c) for i, c in enumerate(calls) if c is not None]
     results: list[Any] = [None] * len(calls)
-    if len(live) <= 1:
+    # Called from one of the pool's own threads (a batch inside a batch), waiting on the pool could
+    # deadlock it once every worker waits: the inner batch runs in this thread instead.
+    if len(live) <= 1 or threading.current_thread().name.startswith(THREAD_PREFIX):
         for i, c in live:
             try:
                 results[i] = c()
