@@ -211,17 +211,22 @@ def test_a_transient_failure_raises_for_redelivery_after_the_rest_of_the_batch()
 
 
 def test_batches_inside_batches_never_deadlock_the_pool() -> None:
-    # Reconcile checks jobs a few at a time, and each check sends its own requests together
+    # Reconcile checks jobs a few at a time, and each check sends its own requests together. With every
+    # worker busy on an outer call (they meet at a barrier), an inner batch must still finish.
     import threading
 
     from ciflow.concurrency import MAX_WORKERS, together
 
-    def inner(n: int) -> int:
-        return sum(together(*[(lambda i=i: i) for i in range(n)]))
+    outer = MAX_WORKERS + 1           # one runs in the caller's thread, the rest fill the pool
+    barrier = threading.Barrier(outer, timeout=5)
+
+    def work() -> int:
+        barrier.wait()
+        return sum(together(*[(lambda i=i: i) for i in range(4)]))
 
     done: list[Any] = []
-    t = threading.Thread(target=lambda: done.append(together(*[(lambda: inner(4)) for _ in range(MAX_WORKERS * 2)])))
+    t = threading.Thread(target=lambda: done.append(together(*[work for _ in range(outer)])), daemon=True)
     t.start()
     t.join(timeout=10)
     assert not t.is_alive(), "nested batches deadlocked the pool"
-    assert done == [[6] * (MAX_WORKERS * 2)]
+    assert done == [[6] * outer]
