@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .demo import s3_client
@@ -101,6 +102,11 @@ SCENARIOS = [
     Scenario("callbacks without UserData", ci={"callback_user_data": "omit"}, callbacks_applied=True,
              about="callbacks in the documented shape, without Operation.UserData; each must be applied when it "
                    "arrives, not left to reconcile"),
+    Scenario("TDMQ topic: messages dropped, duplicated, reordered",
+             dev={"mq_drop_rate": 0.3, "mq_duplicate_rate": 0.5, "mq_reorder": 1.5, "mq_body": "envelope"},
+             stack=("--rules", str(Path(__file__).resolve().parent / "chaos_tdmq_rules.json")),
+             about="the image rule delivers its verdicts through a CMQ topic (CallBackType=TDMQ); the topic drops "
+                   "30% of the messages, delivers half twice, and reorders them within 1.5 s"),
 ]
 
 

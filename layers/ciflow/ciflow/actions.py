@@ -226,10 +226,10 @@ class ActionRunner:
             if dest_tags != merged:
                 self.storage.put_tags(self.bucket, dest, merged)
         out = Applied("applied", dest, merged)
-        # The conditional copy has just seen the inspected bytes at the key: delete them now.
+        # The key is checked again before the delete, even right after the conditional copy: a copy whose
+        # answer came late may have been overtaken by a new upload, which must not be deleted.
         together((lambda: self.storage.make_private(self.bucket, dest)) if "make_private" in actions else None,
-                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id,
-                                                     checked=existing is None))
+                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id))
         if "make_private" in actions:
             out.steps.append("made-private")
         out.steps.append("quarantined" if prefix == self.quarantine_prefix else f"moved to {prefix}")

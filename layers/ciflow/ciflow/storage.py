@@ -335,18 +335,17 @@ class Storage:
             kwargs["KeyMarker"] = r.get("NextKeyMarker")
             kwargs["VersionIdMarker"] = r.get("NextVersionIdMarker")
 
-    def delete_content(self, bucket: str, key: str, etag: str, version_id: str = "", checked: bool = False) -> int:
+    def delete_content(self, bucket: str, key: str, etag: str, version_id: str = "") -> int:
         """Make the bytes with `etag` unreadable at `key`: on a versioned bucket every version holding
         them is deleted (a plain delete would only add a marker); otherwise the key is deleted if it
-        still holds them (`checked`: the caller's conditional request has just seen them there, so a
-        HEAD would only repeat that check one round trip later). Returns how many were deleted."""
+        still holds them. Returns how many versions or objects were deleted."""
         if is_version(version_id):
             doomed = [vid for vid, e in self.versions(bucket, key) if e == etag]
             for vid in doomed:
                 self.delete(bucket, key, vid)
             return len(doomed)
-        current = None if checked else self.head(bucket, key)
-        if not checked and (current is None or current.etag != etag):
+        current = self.head(bucket, key)
+        if current is None or current.etag != etag:
             return 0
         self.delete(bucket, key)
         return 1
