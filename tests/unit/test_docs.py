@@ -163,7 +163,6 @@ def mentioned_make_targets(page: Path) -> set[str]:
 # Targets a page already names while the work that adds them is under way: (page, target) → what adds
 # it. Each entry is a known untruth in the docs; it comes off as soon as the target exists.
 NOT_YET: dict[tuple[str, str], str] = {
-    ("docs/reliability.md", "explore"): "the deep run of the property tests in tests/property/",
 }
 
 
