@@ -72,3 +72,8 @@ smoke: venv
 .PHONY: ciflow
 ciflow: venv
 	PYTHONPATH=layers/ciflow $(PY) -m ciflow $(ARGS)
+
+# --- Explore the state machine (tests/property/explore.py): make explore ARGS="--examples 5000" -------
+.PHONY: explore
+explore: venv
+	PYTHONPATH=layers/ciflow:functions:. $(PY) -m tests.property.explore $(ARGS)

@@ -1,0 +1,424 @@
+"""The invariants of ciflow's state machine, checked against the model's ground truth.
+
+The model knows what the library cannot: which bytes each CI job really read, which upload wrote each
+version, and whose event a function handled. `Checks` uses that to judge every change the functions
+make (`observe`), every job CI accepts (`job_accepted`), and the settled state (`quiescent`).
+
+A violation names the object (key, ETag) it is about. `FINDINGS` lists the open defects found so far,
+each with the mechanism that explains a violation (the model can tell, e.g., that the job behind a
+verdict read other bytes). A `World` built with `tolerate=` counts violations explained by those
+findings instead of failing, so a run can explore past a known defect; a strict world (the default)
+fails on every violation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ciflow import tagging
+from ciflow.records import RecordId
+from ciflow.userdata import decode as decode_user_data
+
+from .ci import CiJob, truth
+from .cos import SUSPENDED, Mutation, Version
+
+if TYPE_CHECKING:
+    from .world import World
+
+FINAL = ("CLEAN", "SUSPICIOUS", "FAILED")
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str
+    text: str
+    key: str = ""
+    etag: str = ""
+    attempts: tuple[int, ...] = ()   # job violations: the attempt numbers of the jobs involved
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.text}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str
+    title: str
+    explains: Callable[[World, Violation], bool]
+
+
+def _named_etag(job: CiJob) -> str:
+    ud = decode_user_data(job.user_data)
+    return ud.etag if ud is not None else ""
+
+
+def misread(job: CiJob) -> bool:
+    """CI ran the job on other bytes than the ETag it was submitted for (or on none at all)."""
+    return job.finished and job.read_etag != _named_etag(job)
+
+
+def _explained_by_misread(world: World, v: Violation) -> bool:
+    return bool(v.key) and any(j.key == v.key and _named_etag(j) == v.etag and misread(j)
+                               for j in world.ci.jobs.values())
+
+
+def _explained_by_revealed(world: World, v: Violation) -> bool:
+    return (v.key, v.etag) in world.checks.revealed
+
+
+def _explained_by_unremoved_version(world: World, v: Violation) -> bool:
+    # The library acts on the current version only; a suspicious version that is not current (hidden by a
+    # delete marker, or overwritten) when its verdict is applied, or when its bytes come back, is never removed.
+    return v.code == "suspicious-version-readable"
+
+
+def _explained_by_stale_pending(world: World, v: Violation) -> bool:
+    pending = v.code == "left-pending" or (v.code == "not-final" and "'ci-status': 'PENDING'" in v.text)
+    return pending and (v.key, v.etag) in world.checks.misplaced_pending
+
+
+def _explained_by_late_result(world: World, v: Violation) -> bool:
+    if not v.key:
+        return False
+    rid = RecordId(v.key, v.etag, "images")
+    if v.code in ("duplicate-job", "second-job"):
+        return rid.path(world.record_prefix, "results") in world.checks.late_results
+    return (v.code in ("not-final", "left-pending", "suspicious-readable")
+            and rid.path(world.record_prefix, "pending") in world.checks.early_drops)
+
+
+def _explained_by_takeover_past_live_job(world: World, v: Violation) -> bool:
+    # A takeover cleared a result without verdict for (key, ETag) and submitted, while a job for the same bytes
+    # was in flight (recorded, or accepted by CI but never recorded).
+    if v.code not in ("duplicate-job", "second-job") or not v.key:
+        return False
+    return RecordId(v.key, v.etag, "images").path(world.record_prefix, "results") in world.checks.cleared_results
+
+
+def _explained_by_set_aside(world: World, v: Violation) -> bool:
+    # The current content (key, ETag) has a result that sets its job's verdict aside ("stale") although the key
+    # holds that very ETag: the key was written again after the job was recorded. Or a takeover token for a
+    # later attempt exists while the claim still records the earlier one (a taker-over failed or died between
+    # winning the token and recording the attempt, and every retry since stopped as a duplicate).
+    if v.code not in ("not-final", "left-pending", "suspicious-readable") or not v.key:
+        return False
+    result = world.checks.result_record(v.key, v.etag)
+    if result is not None and result.get("applied") == "stale":
+        return True
+    claim_doc = world.checks.record(v.key, v.etag, "jobs")
+    attempts = int((claim_doc or {}).get("attempts") or 1)
+    tokens = RecordId(v.key, v.etag, "images").path(world.record_prefix, "takeovers")[: -len(".json")] + "/"
+    return any(int(k[len(tokens):-len(".json")]) > attempts for k, _ in world.cos.listing(world.store, tokens)
+               if k[len(tokens):-len(".json")].isdigit())
+
+
+def _explained_by_hidden_claim(world: World, v: Violation) -> bool:
+    # On a versioned bucket every contender's claim PUT is a version; one whose arbitration failed or died
+    # before it deleted its own version leaves a fresh claim (attempt 1, no job) as the current one.
+    if v.code not in ("duplicate-job", "second-job") or not v.key:
+        return False
+    path = RecordId(v.key, v.etag, "images").path(world.record_prefix, "jobs")
+    return any(id(x) in world.checks.contenders for x in world.cos.versions(world.store, path))
+
+
+def _explained_by_delete_race(world: World, v: Violation) -> bool:
+    return v.code == "wrong-action" and (v.key, v.etag) in world.checks.raced_deletes
+
+
+def _explained_by_stale_takeover(world: World, v: Violation) -> bool:
+    # Both jobs come from takeovers: a takeover decided on an older read of the claim (reconcile: its job was
+    # lost, or its claim released) went ahead on the newer attempt another taker-over had started meanwhile.
+    return v.code in ("duplicate-job", "second-job") and bool(v.attempts) and min(v.attempts) >= 2
+
+
+FINDINGS = {f.name: f for f in (
+    Finding("verdict-from-other-bytes",
+            "CI reads a job's object when the job runs; a verdict about other bytes is applied to the ETag "
+            "the job was submitted for once that ETag is back at the key (A-B-A), or recorded for it",
+            _explained_by_misread),
+    Finding("uninspected-version-revealed",
+            "on a versioned bucket, deleting the suspicious version makes an older version current again, "
+            "and nothing inspects it",
+            _explained_by_revealed),
+    Finding("suspicious-version-left",
+            "on a versioned bucket, a suspicious version that is not current when its verdict is applied or "
+            "its bytes are uploaded again (the user deleted the key, or overwrote it) stays readable by VersionId",
+            _explained_by_unremoved_version),
+    Finding("stale-pending-tags",
+            "PENDING written onto content that has no pending work stays for good: a late PENDING write (meant "
+            "for other content) whose check (settle_tags) failed, was cut short, or never ran because POST /jobs "
+            "failed; or the check itself, which writes PENDING for any content that has a claim, even one whose "
+            "work is over (a result without verdict)",
+            _explained_by_stale_pending),
+    Finding("late-completion-of-older-attempt",
+            "the completion of an older attempt (reconcile giving up on it or applying it, delayed) lands after a "
+            "takeover started a newer attempt: its result makes the next submitter take the newer attempt for "
+            "finished work and submit again while that one's job runs, and its marker drop removes the marker the "
+            "newer attempt shares, so a newer job CI loses is never noticed",
+            _explained_by_late_result),
+    Finding("takeover-past-live-job",
+            "a result without verdict (stale, object-missing) makes the next submitter of the same bytes take over at "
+            "once, without asking CI for a job it accepted and without waiting for the recorded one: a second job "
+            "while the first runs. Such results come from reconcile, for a marker whose claim write failed, or for "
+            "a claim released after POST /jobs succeeded but the PENDING tag write beside it failed (the release "
+            "treats it as a CI failure and never records the accepted job)",
+            _explained_by_takeover_past_live_job),
+    Finding("set-aside-not-resubmitted",
+            "when a finished job's verdict is set aside because the key was written again after the job was "
+            "recorded (the A-B-A guard), and the key holds the job's ETag, nothing submits a new job for the "
+            "current content: it keeps PENDING or no status for good. Reached when the re-upload's own takeover "
+            "failed or died after winning its takeover token (every retry then stops as a duplicate until the "
+            "token's lease runs out, and none comes back), or when its event was not delivered",
+            _explained_by_set_aside),
+    Finding("takeover-on-stale-read",
+            "reconcile decides to resubmit from the claim it read (its job lost, or the claim released), then its "
+            "submit takes over whatever attempt the claim holds by then, even a newer one another taker-over "
+            "(an overlapping reconcile run, the platform's retry) started meanwhile: a second job while that "
+            "attempt's job runs",
+            _explained_by_stale_takeover),
+    Finding("contender-claim-left-current",
+            "on a versioned bucket, a contender whose claim PUT landed but whose arbitration then failed or died "
+            "(listing the versions, or deleting its own version) leaves its fresh claim as the current version: "
+            "it hides the winner's job id and attempt, and the next submitter submits that attempt again",
+            _explained_by_hidden_claim),
+    Finding("delete-races-upload",
+            "on a bucket without versioning, removing the inspected content is a HEAD then an unconditional "
+            "DELETE; an upload landing in between is deleted (COS documents no If-Match on DELETE)",
+            _explained_by_delete_race),
+)}
+
+
+class Checks:
+    def __init__(self, world: World, tolerate: frozenset[str] = frozenset()):
+        unknown = set(tolerate) - set(FINDINGS)
+        if unknown:
+            raise ValueError(f"no such finding(s): {sorted(unknown)}")
+        self.world = world
+        self.tolerate = tolerate
+        self.new: list[Violation] = []
+        self.tolerated: list[tuple[str, Violation]] = []
+        self.revealed: set[tuple[str, str]] = set()
+        self.quarantined_from: dict[int, str] = {}   # id(version in quarantine) → the key it was copied from
+        self.orphan_results: set[str] = set()        # result records written while their claim did not exist
+        self.late_results: set[str] = set()          # result records written for an attempt older than the claim's
+        self.early_drops: set[str] = set()           # markers dropped while the claim's current job was unconcluded
+        self.cleared_results: set[str] = set()       # result records a function deleted (a takeover)
+        self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
+        self.contenders: set[int] = set()            # id() of claim versions a contender wrote over an existing claim
+        self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
+
+    def add(self, code: str, text: str, key: str = "", etag: str = "", attempts: tuple[int, ...] = ()) -> None:
+        self.new.append(Violation(code, text, key, etag, attempts))
+
+    # --- every step ---------------------------------------------------------------------------------
+    def observe(self, m: Mutation) -> None:
+        """Every change a function makes outside ciflow's records must be an action the verdict allows."""
+        w = self.world
+        if m.bucket == w.store and m.key.startswith(w.record_prefix):
+            results = f"{w.record_prefix}results/"
+            if m.actor != "user" and m.op == "put" and m.key.startswith(results):
+                claim = f"{w.record_prefix}jobs/{m.key[len(results):]}"
+                if w.cos.current(w.store, claim) is None:
+                    self.orphan_results.add(m.key)
+                    w.reached["a result written while no claim exists"] += 1
+            if m.actor != "user" and m.op == "put" and m.key.startswith(results) and m.written is not None:
+                self._result_written(m.key, m.written.body)
+            if m.actor != "user" and m.op == "delete" and m.key.startswith(results):
+                self.cleared_results.add(m.key)
+            if m.actor != "user" and m.op == "delete" and m.key.startswith(f"{w.record_prefix}pending/"):
+                self._marker_dropped(m.key)
+            if (m.actor != "user" and m.op == "put" and m.key.startswith(f"{w.record_prefix}jobs/")
+                    and m.written is not None and m.written.vid and len(w.cos.versions(w.store, m.key)) > 1):
+                doc = json.loads(m.written.body)
+                if int(doc.get("attempts") or 1) == 1 and not doc.get("job_id") and doc.get("status") == "CLAIMED":
+                    self.contenders.add(id(m.written))
+            return
+        if m.actor == "user" or m.bucket != w.bucket:
+            if m.actor != "user":
+                self.add("outside-bucket", f"{m.actor} changed {m.bucket}/{m.key}, outside its records")
+            return
+        where = "quarantine/" if m.key.startswith(w.rules.quarantine_prefix) else "user key"
+        w.reached[f"{m.actor}: {m.op} {where}"] += 1
+        if m.revealed is not None:
+            self.revealed.add((m.key, m.revealed.etag))
+            w.reached["an older version became current after a delete"] += 1
+        if m.op == "tags" and m.written is not None and m.written.tags.get(tagging.STATUS) == "PENDING":
+            marker = RecordId(m.key, m.written.etag, "images").path(w.record_prefix, "pending")
+            if w.cos.current(w.store, marker) is None:
+                self.misplaced_pending.add((m.key, m.written.etag))
+                w.reached["PENDING written on content with no pending work"] += 1
+        if m.op == "put":
+            self.add("wrote-user-object", f"{m.actor} wrote over the user's object {m.key}", m.key)
+        elif m.op == "copy":
+            src = m.source
+            body = src.body if src is not None else b""
+            if m.written is not None:
+                self.quarantined_from[id(m.written)] = m.source_key
+            if not m.key.startswith(w.rules.quarantine_prefix):
+                self.add("copy-outside-quarantine", f"{m.actor} copied into {m.key}", m.key)
+            elif truth(body) != "SUSPICIOUS":
+                self.add("wrong-action", f"{m.actor} quarantined content that is not suspicious: {m.key} <- {body!r}",
+                         m.source_key, src.etag if src is not None else "")
+        elif m.op == "delete":
+            gone = m.removed or m.hidden
+            if gone is not None and truth(gone.body) != "SUSPICIOUS":
+                inv, up = w.current(), w.by_version.get(id(gone))
+                if inv is not None and up is not None and up.uid > inv.uploads_at_start:
+                    self.raced_deletes.add((m.key, gone.etag))   # uploaded while this invocation ran
+                self.add("wrong-action", f"{m.actor} deleted content that is not suspicious: {m.key} "
+                         f"({gone.body!r}, v={gone.vid or '-'})", m.key, gone.etag)
+        elif m.op == "acl" and m.written is not None and truth(m.written.body) != "SUSPICIOUS":
+            self.add("wrong-action", f"{m.actor} made {m.key} private though it is not suspicious", m.key,
+                     m.written.etag)
+
+    def _result_written(self, path: str, body: bytes) -> None:
+        w = self.world
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return
+        job = w.ci.jobs.get(str(doc.get("job_id") or ""))
+        claim = w.cos.current(w.store, path.replace(f"{w.record_prefix}results/", f"{w.record_prefix}jobs/", 1))
+        if job is None or claim is None:
+            return
+        ud = decode_user_data(job.user_data)
+        if ud is not None and ud.attempt < int(json.loads(claim.body).get("attempts") or 1):
+            self.late_results.add(path)
+            w.reached["a result written for an attempt older than the claim's"] += 1
+
+    def _marker_dropped(self, path: str) -> None:
+        w = self.world
+        claim = w.cos.current(w.store, path.replace(f"{w.record_prefix}pending/", f"{w.record_prefix}jobs/", 1))
+        if claim is None:
+            return
+        job = w.ci.jobs.get(str(json.loads(claim.body).get("job_id") or ""))
+        if job is not None and (job.lost or not job.finished):
+            self.early_drops.add(path)
+            w.reached["a marker dropped while its claim's job is unconcluded"] += 1
+
+    def job_accepted(self, job: CiJob) -> None:
+        """At most one live job per (object version, rule)."""
+        w = self.world
+        ud = decode_user_data(job.user_data)
+        for other in w.ci.jobs.values():
+            if other is job or other.lost or other.bucket != job.bucket or other.key != job.key:
+                continue
+            oud = decode_user_data(other.user_data)
+            attempts = (ud.attempt if ud else 0, oud.attempt if oud else 0)
+            if other.user_data == job.user_data:
+                self.add("duplicate-job", f"job {job.job_id[:5]} repeats {other.job_id[:5]} ({job.key}, same "
+                         f"UserData {job.user_data!r})", job.key, ud.etag if ud else "", attempts)
+                continue
+            # A job for the same bytes is a new one only when the key was written again since the other job
+            # was accepted (a new object version), or the other was given up on (Timeout).
+            rewritten = any(up.key == job.key and up.uid > w.uploads_at_job.get(other.job_id, 0) for up in w.uploads)
+            if (ud and oud and oud.etag == ud.etag and oud.rule == ud.rule and not other.finished and not rewritten
+                    and w.clock.now - other.created < w.settings.reconcile_give_up_seconds):
+                self.add("second-job", f"job {job.job_id[:5]} (attempt {ud.attempt}) for {job.key} ({ud.etag[:6]}) "
+                         f"while {other.job_id[:5]} (attempt {oud.attempt}) is still queued", job.key, ud.etag,
+                         attempts)
+
+    def unexpected(self, function: str, exc: BaseException) -> None:
+        self.add("unexpected-exception", f"{function} raised {type(exc).__name__}: {exc}")
+
+    def settle(self) -> list[Violation]:
+        """The violations found since the last call that no tolerated finding explains."""
+        w = self.world
+        fatal = []
+        for v in self.new:
+            if v.code in ("duplicate-job", "second-job") and w.kind == SUSPENDED:
+                # Documented (docs/reliability.md, "Versioned buckets"): on a Suspended bucket no version can
+                # arbitrate the claim, so a repeated event can start a second job; it is never applied twice.
+                w.stats["duplicate jobs on Suspended buckets (documented)"] += 1
+                continue
+            explained = next((name for name in sorted(self.tolerate) if FINDINGS[name].explains(w, v)), None)
+            if explained is not None:
+                self.tolerated.append((explained, v))
+                w.stats[f"violations explained by open finding {explained}"] += 1
+            else:
+                fatal.append(v)
+        self.new.clear()
+        return fatal
+
+    # --- quiescence -----------------------------------------------------------------------------------
+    def record(self, key: str, etag: str, kind: str, rule: str = "images") -> Optional[dict[str, Any]]:
+        w = self.world
+        v = w.cos.current(w.store, RecordId(key, etag, rule).path(w.record_prefix, kind))
+        return json.loads(v.body) if v is not None else None
+
+    def result_record(self, key: str, etag: str, rule: str = "images") -> Optional[dict[str, Any]]:
+        return self.record(key, etag, "results", rule)
+
+    def lost_jobs(self, key: str, etag: str) -> int:
+        return sum(1 for j in self.world.ci.jobs.values() if j.lost and j.key == key and _named_etag(j) == etag)
+
+    def quiescent(self, keys: list[str]) -> None:
+        w = self.world
+        for marker in w.markers():
+            self.add("leftover-marker", f"pending marker {marker} is left")
+        for key in keys:
+            self._key(key)
+        for key, v in w.cos.listing(w.bucket, w.rules.quarantine_prefix):
+            if truth(v.body) != "SUSPICIOUS":
+                self.add("wrong-action", f"{key} in quarantine holds content that is not suspicious",
+                         self.quarantined_from.get(id(v), ""), v.etag)
+
+    def _key(self, key: str) -> None:
+        w = self.world
+        cur = w.cos.current(w.bucket, key)
+        for v in w.cos.versions(w.bucket, key):
+            if v.marker or v is cur:
+                continue
+            up = w.by_version.get(id(v))
+            doc = self.result_record(key, v.etag)
+            if up is not None and up.owed and doc and doc.get("outcome") == "SUSPICIOUS":
+                self.add("suspicious-version-readable",
+                         f"suspicious bytes of {up.label()} still readable by VersionId", key, v.etag)
+        if cur is None:
+            w.reached["final: key empty"] += 1
+            return
+        up = w.by_version.get(id(cur))
+        status = cur.tags.get(tagging.STATUS, "")
+        reason = cur.tags.get(tagging.REASON, "")
+        w.reached[f"final: {status or 'untagged'}" + (f"/{reason}" if reason else "")] += 1
+        what = up.label() if up is not None else key
+        if status == "PENDING":
+            self.add("left-pending", f"{what} is left PENDING", key, cur.etag)
+        if status in FINAL:
+            self._verdict_tags(what, key, cur, status, reason)
+        if up is not None and up.owed:
+            if status not in FINAL:
+                self.add("not-final", f"{what} never reached a final status (tags {cur.tags})", key, cur.etag)
+            # FAILED/JobLost or Timeout: CI never gave a verdict (the tags check verifies CI really lost the jobs).
+            no_verdict = status == "FAILED" and reason in ("JobLost", "Timeout")
+            if truth(cur.body) == "SUSPICIOUS" and not no_verdict:
+                self.add("suspicious-readable", f"{what} is suspicious and still readable at its key", key, cur.etag)
+
+    def _verdict_tags(self, what: str, key: str, cur: Version, status: str, reason: str) -> None:
+        """Tags describe the current content: the job they name read exactly these bytes."""
+        if status == "FAILED" and reason == "Timeout":
+            return
+        if status == "FAILED" and reason == "JobLost":
+            lost = self.lost_jobs(key, cur.etag)
+            if lost < self.world.settings.max_submit_attempts:
+                self.add("joblost-without-loss", f"{what} is FAILED/JobLost, but CI lost {lost} job(s) for it",
+                         key, cur.etag)
+            return
+        job = self.world.ci.jobs.get(cur.tags.get(tagging.JOB_ID, ""))
+        if job is None:
+            self.add("tags-other-content", f"{what} is tagged {status} by job {cur.tags.get(tagging.JOB_ID)!r}, "
+                     "which CI never ran", key, cur.etag)
+        elif job.read_etag != cur.etag or truth(job.read_body) != status:
+            read = "nothing (the object was absent)" if job.read_body is None else job.read_body.decode()
+            self.add("tags-other-content", f"{what} is tagged {status} from job {job.job_id[:5]}, which read {read}",
+                     key, cur.etag)
+
+
+class InvariantViolation(AssertionError):
+    def __init__(self, violations: list[Violation], scenario: list[str]):
+        self.found = list(violations)
+        text = "\n".join(f"  ✗ {v}" for v in violations)
+        story = "\n".join(f"  {line}" for line in scenario)
+        super().__init__(f"invariant violated:\n{text}\nscenario:\n{story}")

@@ -1,0 +1,98 @@
+"""Sequences the state machine found that break an invariant of the library as it is: one per open finding
+(tests/model/checks.py FINDINGS), each cut down to the steps that matter.
+
+Each regression replays its steps in a strict world (no finding tolerated) and asserts that no invariant is
+violated; while the defect is open it fails, so it is marked `xfail(strict=True)`: the day the library is
+fixed the test passes, strict xfail turns that into a failure, and whoever fixed it removes the mark and
+the finding from FINDINGS (which `make test` and `make explore` tolerate until then).
+
+The second test checks that each finding's explanation covers its own sequence and nothing more is wrong
+there, so tolerating a finding in the exploration hides only what it describes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.model.checks import FINDINGS
+from tests.model.cos import ENABLED, NEVER
+
+from .machine import Config, Step
+from .replay import replay
+
+A, B = "uploads/a.png", "uploads/b.png"
+
+REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
+    # A job submitted for BROKEN1 (from a logged event) while EVIL is current; CI reads EVIL; BROKEN1 is
+    # written again in the same second: the SUSPICIOUS verdict about EVIL quarantines BROKEN1.
+    "verdict-from-other-bytes": (NEVER, [
+        ("upload", (B, b"BROKEN1", "logged")), ("upload", (B, b"EVIL--1", "logged")),
+        ("deliver event", (0, {})), ("CI finishes a job", (0,)), ("upload", (B, b"BROKEN1", "documented"))]),
+    # Both events resolve to EVIL (the current version); quarantining it makes clean-2 current, never inspected.
+    "uninspected-version-revealed": (ENABLED, [
+        ("upload", (A, b"clean-2", "documented")), ("upload", (A, b"EVIL--1", "documented"))]),
+    # The user deletes the key (a delete marker) before the SUSPICIOUS verdict arrives: the version stays.
+    "suspicious-version-left": (ENABLED, [
+        ("upload", (A, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("CI finishes a job", (0,)),
+        ("delete", (A,))]),
+    # A late PENDING write meant for clean-1 lands on BROKEN1; the check keeps PENDING because BROKEN1 has a
+    # claim, though that claim's work ended (object-missing) long ago.
+    "stale-pending-tags": (NEVER, [
+        ("upload", (B, b"BROKEN1", "logged")), ("delete", (B,)), ("deliver event", (0, {})),
+        ("upload", (B, b"clean-1", "logged")), ("upload", (B, b"BROKEN1", "documented")), ("drop event", (1,))]),
+    # Reconcile gives up on attempt 1 (Timeout) but stalls; a repeated event starts attempt 2, which CI loses;
+    # the stalled reconcile then drops the marker attempt 2 shares, and nothing ever notices the loss.
+    "late-completion-of-older-attempt": (NEVER, [
+        ("upload", (A, b"BROKEN1", "documented")), ("duplicate event", (0,)), ("deliver event", (1, {})),
+        ("time passes", (3601,)), ("reconcile", ({("cos.head_object", 1): "stall"},)), ("CI finishes a job", (0,)),
+        ("deliver event", (0, {})), ("CI loses a job", (0,))]),
+    # POST /jobs succeeds but the PENDING tag write beside it fails: the claim is released as if CI had failed;
+    # reconcile records "stale" for it; the platform's retry takes over without looking for the accepted job.
+    "takeover-past-live-job": (ENABLED, [
+        ("upload", (B, b"EVIL--1", "logged")), ("upload", (B, b"clean-2", "logged")),
+        ("upload", (B, b"clean-1", "logged")), ("deliver event", (1, {("cos.put_object_tagging", 0): "fail_after"})),
+        ("time passes", (901,)), ("reconcile", ({},)), ("SCF retry", (0, {}))]),
+    # EVIL written again after its job was recorded; the re-upload's takeover stalls after winning its token and
+    # dies; its retry stops as a duplicate; the old job's verdict is set aside (rewritten): EVIL stays readable.
+    "set-aside-not-resubmitted": (NEVER, [
+        ("upload", (A, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("time passes", (901,)),
+        ("upload", (A, b"EVIL--1", "logged")), ("deliver event", (0, {("cos.put_object", 2): "stall"})),
+        ("time passes", (301,))]),
+    # Two reconcile runs overlap on a lost job: the second resubmits (attempt 2); the first, stalled, then
+    # takes over attempt 2 as well (attempt 3).
+    "takeover-on-stale-read": (NEVER, [
+        ("upload", (B, b"BROKEN1", "documented")), ("deliver event", (0, {})), ("CI loses a job", (0,)),
+        ("time passes", (901,)), ("reconcile", ({("cos.put_object", 0): "stall"},)), ("reconcile", ({},))]),
+    # The platform's retry writes its contender claim, then listing the versions fails: its fresh claim stays
+    # the current version, hiding reconcile's attempt 2, and the next retry submits attempt 2 again.
+    "contender-claim-left-current": (ENABLED, [
+        ("upload", (B, b"clean-2", "logged")), ("deliver event", (0, {("ci.create", 0): "fail"})),
+        ("time passes", (901,)), ("reconcile", ({},)), ("SCF retry", (0, {("cos.list_object_versions", 0): "fail"})),
+        ("time passes", (301,))]),
+    # Reconcile quarantines EVIL: HEAD sees EVIL, the DELETE stalls, the user uploads clean-1, the DELETE lands.
+    "delete-races-upload": (NEVER, [
+        ("upload", (A, b"clean-2", "documented")), ("deliver event", (0, {})),
+        ("upload", (B, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("delete", (A,)),
+        ("CI finishes a job", (1,)), ("time passes", (3601,)),
+        ("reconcile", ({("cos.delete_object", 1): "stall"},)), ("upload", (B, b"clean-1", "documented"))]),
+}
+
+
+def test_every_open_finding_has_a_regression() -> None:
+    assert set(REGRESSIONS) == set(FINDINGS)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"open: {FINDINGS[name].title}"), id=name)
+    for name in REGRESSIONS])
+def test_regression(name: str) -> None:
+    kind, steps = REGRESSIONS[name]
+    violation, _ = replay(Config(kind), steps)
+    assert violation is None, str(violation)
+
+
+@pytest.mark.parametrize("name", list(REGRESSIONS))
+def test_a_finding_explains_its_own_sequence(name: str) -> None:
+    kind, steps = REGRESSIONS[name]
+    violation, _ = replay(Config(kind, tolerate=(name,)), steps)
+    assert violation is None, str(violation)
