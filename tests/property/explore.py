@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import sys
 import time
@@ -32,8 +33,8 @@ from tests.model.checks import FINDINGS
 from tests.model.cos import ENABLED, NEVER, SUSPENDED
 
 from .defects import DEFECTS
-from .machine import REACHED, TOTALS, Config, defect_config, machine_for
-from .replay import as_code, last_failure, minimize, report
+from .machine import REACHED, TOTALS, Config, Step, defect_config, machine_for
+from .replay import as_code, last_failure, minimize, replay, report
 
 # Which bucket kind shows each defect (the versions arbitration only exists on versioned buckets).
 DEFECT_KINDS = {"no-version-arbitration": ENABLED}
@@ -45,8 +46,9 @@ def configurations(tolerate: tuple[str, ...]) -> list[Config]:
             Config(SUSPENDED, state_bucket=True, tolerate=tolerate), Config(SUSPENDED, tolerate=tolerate)]
 
 
-def run(config: Config, examples: int, steps: int, seed: int) -> Optional[str]:
-    """Run `examples` sequences; the failing scenario (cut down), or None when none failed."""
+def run(config: Config, examples: int, steps: int, seed: int) -> Optional[tuple[str, Config, list[Step]]]:
+    """Run `examples` sequences; the failing scenario (cut down) with its configuration and steps, or None
+    when none failed."""
     machine = machine_for(config)
     machine._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
     try:
@@ -56,7 +58,7 @@ def run(config: Config, examples: int, steps: int, seed: int) -> Optional[str]:
     except AssertionError:
         failed, trace = last_failure()
         steps_left = minimize(failed, trace)
-        return report(failed, steps_left, shrink=False) + "\nas steps:\n" + as_code(steps_left)
+        return report(failed, steps_left, shrink=False) + "\nas steps:\n" + as_code(steps_left), failed, steps_left
     return None
 
 
@@ -87,7 +89,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f" — {'VIOLATION' if failed else 'no invariant violated'}", flush=True)
         if failed:
             failures += 1
-            print(indent(failed), flush=True)
+            print(indent(failed[0]), flush=True)
     exploring = Counter(TOTALS)
     reached = Counter(REACHED)
     if not args.no_defects:
@@ -102,8 +104,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 failures += 1
                 print(f"  {name}: NOT FOUND in {tried} sequences ({time.time() - t:.0f} s)", flush=True)
             else:
-                print(f"  {name}: found after {tried} sequence(s) ({time.time() - t:.0f} s)", flush=True)
-                print(indent(failed.split("\nas steps:")[0], 6), flush=True)
+                text, failed_config, steps_left = failed
+                own = replay(dataclasses.replace(failed_config, defect=""), steps_left)[0] is None
+                if not own:
+                    failures += 1
+                print(f"  {name}: found after {tried} sequence(s) ({time.time() - t:.0f} s)"
+                      + ("" if own else " — BUT THE SEQUENCE FAILS WITHOUT THE SWITCH TOO (a new finding)"), flush=True)
+                print(indent(text.split("\nas steps:")[0], 6), flush=True)
     print_statistics(exploring, reached, time.time() - started)
     return 1 if failures else 0
 
