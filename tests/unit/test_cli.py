@@ -3,12 +3,10 @@ status, explain and check-config over in-memory storage and CI ports."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -16,7 +14,6 @@ from typing import Any, Optional
 import pytest
 
 from ciflow import cli
-from ciflow.errors import RetryableError
 from ciflow.jobs import build_job
 from ciflow.operations.check_config import check_config
 from ciflow.operations.context import Context, OperatorError
@@ -28,8 +25,8 @@ from ciflow.operations.walker import DUP_LIVE, SKIP_DONE, SKIP_SINCE, Counts, Wa
 from ciflow.records import RecordId, Records
 from ciflow.rules import parse_rules
 from ciflow.settings import DEFAULT_RULES_FILE, load_settings
-from ciflow.storage import ListedObject, ObjectInfo, StoredRecord
 from ciflow.userdata import UserData
+from tests.model.ports import ModelStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "uploads-1250000000"
@@ -43,86 +40,7 @@ ENV = {
 }
 
 
-# --- in-memory ports --------------------------------------------------------------------------
-
-class FakeStorage:
-    """The Storage port over a dict: key → (body, content type, tags, last modified)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.writes: list[tuple[str, str]] = []
-        self.fail_head: dict[str, int] = {}        # key → how many HEADs fail transiently
-
-    def add(self, key: str, body: bytes = b"x", content_type: str = "image/png",
-            modified: Optional[datetime] = None, tags: Optional[dict[str, str]] = None) -> str:
-        self.objects[key] = {"body": body, "ctype": content_type, "tags": dict(tags or {}),
-                             "modified": modified or datetime(2024, 1, 1, tzinfo=timezone.utc)}
-        return hashlib.md5(body).hexdigest()  # noqa: S324 - an ETag, as S3 computes it
-
-    def etag(self, key: str) -> str:
-        return hashlib.md5(self.objects[key]["body"]).hexdigest()  # noqa: S324
-
-    def head(self, bucket: str, key: str) -> Optional[ObjectInfo]:
-        if self.fail_head.get(key):
-            self.fail_head[key] -= 1
-            raise RetryableError(f"HEAD {key}: ConnectionResetError")
-        o = self.objects.get(key)
-        if o is None:
-            return None
-        return ObjectInfo(key, self.etag(key), len(o["body"]), o["ctype"], {})
-
-    def resolve(self, bucket: str, candidates: Any) -> Optional[ObjectInfo]:
-        for k in candidates:
-            info = self.head(bucket, k)
-            if info:
-                return info
-        return None
-
-    def get_tags(self, bucket: str, key: str) -> Optional[dict[str, str]]:
-        o = self.objects.get(key)
-        return None if o is None else dict(o["tags"])
-
-    def put_tags(self, bucket: str, key: str, tags: dict[str, str]) -> bool:
-        self.writes.append(("tags", key))
-        if key not in self.objects:
-            return False
-        self.objects[key]["tags"] = dict(tags)
-        return True
-
-    def put(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> None:
-        self.writes.append(("put", key))
-        tags = self.objects[key]["tags"] if key in self.objects else None
-        self.add(key, body, content_type, modified=datetime.now(timezone.utc), tags=tags)
-
-    def create_if_absent(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> bool:
-        if key in self.objects:
-            return False
-        self.put(bucket, key, body, content_type)
-        return True
-
-    def get(self, bucket: str, key: str) -> Optional[bytes]:
-        o = self.objects.get(key)
-        return None if o is None else o["body"]
-
-    def get_record(self, bucket: str, key: str) -> Optional[StoredRecord]:
-        o = self.objects.get(key)
-        return None if o is None else StoredRecord(o["body"], o["modified"].timestamp(), time.time())
-
-    def delete(self, bucket: str, key: str) -> None:
-        self.writes.append(("delete", key))
-        self.objects.pop(key, None)
-
-    def versioning(self, bucket: str) -> str:
-        return ""
-
-    def list_keys(self, bucket: str, prefix: str, limit: int = 1000) -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix))[:limit]
-
-    def list_objects(self, bucket: str, prefix: str, start_after: Optional[str] = None):
-        for k in sorted(self.objects):
-            if k.startswith(prefix) and (start_after is None or k > start_after):
-                yield ListedObject(k, self.etag(k), len(self.objects[k]["body"]), self.objects[k]["modified"])
-
+# --- in-memory ports: the real Storage adapter over the COS model (tests/model/), and a CI stub --------
 
 class FakeCi:
     def __init__(self) -> None:
@@ -149,7 +67,7 @@ class FakeCi:
 def ctx() -> Context:
     settings = load_settings(ENV)
     rules = parse_rules(Path(DEFAULT_RULES_FILE).read_text(), "default", settings.state_prefix)
-    return Context(settings, rules, FakeStorage(), FakeCi(), BUCKET)  # type: ignore[arg-type]
+    return Context(settings, rules, ModelStorage(BUCKET, "other-1250000000"), FakeCi(), BUCKET)  # type: ignore[arg-type]
 
 
 def walker(ctx: Context, **kw: Any) -> Walker:
@@ -340,7 +258,7 @@ def test_a_stale_claim_is_taken_over_and_a_live_one_is_a_duplicate(ctx: Context)
     stale = RecordId("uploads/stale.png", etag, "images")
     records.create_claim(stale, records.new_claim(stale))
     # the submitter died ten minutes ago (by COS's clock: the claim's Last-Modified)
-    ctx.storage.objects[stale.path(".ciflow/", "jobs")]["modified"] = datetime.now(timezone.utc) - timedelta(minutes=10)
+    ctx.storage.set_age(stale.path(".ciflow/", "jobs"), 600)
     live = RecordId("uploads/live.png", ctx.storage.etag("uploads/live.png"), "images")
     records.create_claim(live, records.new_claim(live))  # just now
     _, report = backfill(ctx)
@@ -448,7 +366,7 @@ def test_status_counts_by_tag_and_lists_old_pending_jobs(ctx: Context) -> None:
         records.create_claim(rid, records.new_claim(rid))
         records.update_claim(rid, job_id=f"job-{key[8:-4]}")
         # ages come from COS's clock: the claim's Last-Modified
-        s.objects[rid.path(".ciflow/", "jobs")]["modified"] = datetime.now(timezone.utc) - timedelta(seconds=age)
+        s.set_age(rid.path(".ciflow/", "jobs"), age)
         s.put_tags(BUCKET, key, {"ci-status": "PENDING", "ci-rule": "images"})
     writes = len(s.writes)
     r = status(ctx, "uploads/", older_than=60, now=2000)
