@@ -182,19 +182,32 @@ class CiModel:
         j.finished = True
         return j
 
-    def callback_request(self, j: CiJob, echo_user_data: bool = False, json_array: bool = False) -> dict[str, Any]:
-        """The HTTP request CI sends to the job's CallBack URL, as a Function URL event."""
+    def result_body(self, j: CiJob, echo_user_data: bool = False, json_array: bool = False) -> tuple[str, str]:
+        """What CI reports when a job finishes (the callback body, or the TDMQ message) and its type."""
         detail = copy.deepcopy(j.detail)
         if not echo_user_data:
             detail["Operation"].pop("UserData", None)   # the documented body carries none
-        fmt = j.request.get("CallBackFormat", "XML")
-        if fmt == "JSON":
-            body = json.dumps({"EventName": "TaskFinish", "JobsDetail": [detail] if json_array else detail})
-            ctype = "application/json"
-        else:
-            body = _xml("Response", {"EventName": "TaskFinish", "JobsDetail": detail})
-            ctype = "application/xml"
-        return http_event(j.callback_url, body, ctype)
+        if j.request.get("CallBackFormat", "XML") == "JSON":
+            return (json.dumps({"EventName": "TaskFinish", "JobsDetail": [detail] if json_array else detail}),
+                    "application/json")
+        return _xml("Response", {"EventName": "TaskFinish", "JobsDetail": detail}), "application/xml"
+
+    def callback_request(self, j: CiJob, echo_user_data: bool = False, json_array: bool = False) -> dict[str, Any]:
+        """The HTTP request CI sends to the job's CallBack URL, as a Function URL event."""
+        return http_event(j.callback_url, *self.result_body(j, echo_user_data, json_array))
+
+    @staticmethod
+    def by_queue(j: CiJob) -> bool:
+        return j.request.get("CallBackType") == "TDMQ"
+
+    def queue_message(self, j: CiJob, msg_id: str, echo_user_data: bool = False) -> dict[str, Any]:
+        """One record of SCF's CMQ topic-trigger event carrying the job's result (what CI publishes is
+        unverified; most likely the callback body itself, platform.md §2)."""
+        mq = j.request.get("CallBackMqConfig") or {}
+        return {"CMQ": {"type": "topic", "topicOwner": 1250000000, "topicName": mq.get("MqName", ""),
+                        "subscriptionName": "ciflow", "publishTime": str(int(self.cos.clock.now)), "msgId": msg_id,
+                        "requestId": f"req-{msg_id}", "msgBody": self.result_body(j, echo_user_data)[0],
+                        "msgTag": ""}}
 
 
 def http_event(url: str, body: str, ctype: str = "application/xml") -> dict[str, Any]:

@@ -42,6 +42,7 @@ import ciflow.tokens
 from ciflow.completion import CallbackHandler
 from ciflow.errors import RetryableError
 from ciflow.log import logger
+from ciflow.queue_delivery import QueueDeliveryHandler
 from ciflow.reconcile import Reconciler
 from ciflow.rules import RuleSet, parse_rules
 from ciflow.settings import DEFAULT_RULES_FILE, Settings, load_settings
@@ -241,7 +242,8 @@ class FaultyCi:
 
 class World:
     def __init__(self, bucket_kind: str = NEVER, env: Optional[dict[str, str]] = None, page_size: int = 2,
-                 ci_reads: str = "run", tolerate: Iterable[str] = (), state_bucket: bool = False):
+                 ci_reads: str = "run", tolerate: Iterable[str] = (), state_bucket: bool = False,
+                 delivery: str = "url"):
         self.kind = bucket_kind
         self.cos = CosModel()
         self.clock = self.cos.clock
@@ -251,8 +253,11 @@ class World:
         if state_bucket:
             self.cos.create_bucket(STATE_BUCKET, NEVER)
         self.ci = CiModel(self.cos, REGION, ci_reads)
-        self.settings = load_settings(env or settings_env(**({"CIFLOW_STATE_BUCKET": STATE_BUCKET}
-                                                            if state_bucket else {})))
+        overrides = {"CIFLOW_STATE_BUCKET": STATE_BUCKET} if state_bucket else {}
+        if delivery == "tdmq":
+            overrides.update(CIFLOW_CALLBACK_TYPE="tdmq", CIFLOW_CALLBACK_MQ_REGION="gz",
+                             CIFLOW_CALLBACK_MQ_NAME="ciflow-results")
+        self.settings = load_settings(env or settings_env(**overrides))
         # Where the job records live: the bucket itself under the state prefix, or the state bucket.
         self.store = self.settings.state_bucket or BUCKET
         self.record_prefix = (f"{self.settings.state_prefix}{BUCKET}/" if self.settings.state_bucket
@@ -570,8 +575,13 @@ class World:
         read = "nothing (object absent)" if j.read_body is None else f"{j.read_body.decode()} ({j.read_etag[:6]})"
         self.note(f"CI runs job {j.job_id[:5]} on {j.key}: reads {read} → {j.state}")
         self.reached[f"CI job {j.state}"] += 1
-        if j.callback_url:
-            echo = self.next_id("echo") % 3 == 0
+        echo = self.next_id("echo") % 3 == 0
+        if self.ci.by_queue(j):
+            cid = self.next_id("callback")
+            cb = PendingCallback(cid, j.job_id, {"Records": [self.ci.queue_message(j, f"msg{cid}", echo)]})
+            self.callbacks.append(cb)
+            self.note(f"  CI publishes {cb.label()} to TDMQ" + (" (echoing UserData)" if echo else ""))
+        elif j.callback_url:
             cb = PendingCallback(self.next_id("callback"), j.job_id,
                                  self.ci.callback_request(j, echo_user_data=echo))
             self.callbacks.append(cb)
@@ -589,6 +599,9 @@ class World:
     # --- callbacks ----------------------------------------------------------------------------------
     def deliver_callback(self, index: int, plan: Optional[Plan] = None) -> None:
         cb = self.callbacks.pop(index % len(self.callbacks))
+        if "Records" in cb.event:
+            self._deliver_messages(cb, index, plan or {})
+            return
         handler = CallbackHandler(self.storage, self.ci_port, self.settings, self.rules)
         self.note(f"callback#{self._n['invocation'] + 1} runs for {cb.label()}" + _plan_text(plan or {}))
 
@@ -615,6 +628,33 @@ class World:
 
         self.invoke("callback", cb.label(), lambda: handler.handle(copy.deepcopy(cb.event)), plan or {}, done)
 
+    def _deliver_messages(self, first: PendingCallback, index: int, plan: Plan) -> None:
+        """SCF's CMQ topic trigger: an odd pick merges the next pending message into the same event (SCF
+        may merge several). A failed invocation is retried like any asynchronous one, then dropped."""
+        batch = [first]
+        if index % 2 and self.callbacks and "Records" in self.callbacks[0].event:
+            batch.append(self.callbacks.pop(0))
+        event = {"Records": [r for cb in batch for r in cb.event["Records"]]}
+        handler = QueueDeliveryHandler(self.storage, self.ci_port, self.settings, self.rules)
+        labels = " + ".join(cb.label() for cb in batch)
+        self.note(f"callback#{self._n['invocation'] + 1} runs for the TDMQ message(s) {labels}" + _plan_text(plan))
+
+        def done(inv: Invocation) -> None:
+            self._unexpected(inv)
+            if inv.error is None:
+                shown = [r.get("status", "?") for r in inv.result.get("results", [])]
+                for status in shown:
+                    self.reached[f"queue delivery: {status}"] += 1
+                self.note(f"  → messages handled: {', '.join(map(str, shown))}{_fired(inv)}")
+                return
+            self.reached["queue delivery: retry"] += 1
+            again = [cb for cb in batch if cb.attempt < SUBMIT_ATTEMPTS]
+            for cb in again:
+                self.callbacks.append(PendingCallback(cb.cid, cb.job_id, cb.event, cb.attempt + 1))
+            self.note(f"  → failed ({type(inv.error).__name__}){_fired(inv)}; SCF retries {len(again)} message(s)")
+
+        self.invoke("callback", labels, lambda: handler.handle(copy.deepcopy(event)), plan, done)
+
     def duplicate_callback(self, index: int) -> None:
         cb = self.callbacks[index % len(self.callbacks)]
         dup = PendingCallback(self.next_id("callback"), cb.job_id, copy.deepcopy(cb.event), cb.attempt, cb.forged)
@@ -628,9 +668,9 @@ class World:
     FORGERIES = ("no-token", "other-token", "unknown-job", "fake-verdict", "other-key")
 
     def forge_callback(self, kind: str, index: int) -> None:
-        """A request anyone could send to the callback URL."""
+        """A request anyone could send to the callback URL (TDMQ has none: its topic is CAM-governed)."""
         jobs = list(self.ci.jobs.values())
-        if not jobs:
+        if not jobs or self.settings.delivery.is_queue:
             return
         j = jobs[index % len(jobs)]
         other = jobs[(index + 1) % len(jobs)]

@@ -1,7 +1,8 @@
 """`make explore`: a deep run of the state machine (tests/property/machine.py).
 
 1. Thousands of generated sequences in every configuration (never-versioned, versioned, versioned with the
-   records in a state bucket, Suspended with a state bucket, Suspended alone), each step checked against
+   records in a state bucket, Suspended with a state bucket, Suspended alone, results delivered by TDMQ
+   instead of HTTP callbacks), each step checked against
    the invariants and every sequence settled and checked at quiescence. Violations that an open finding
    explains (tests/model/checks.py FINDINGS) are counted and listed; any other one stops the run, is cut
    down to the fewest steps that still fail, and is printed as a readable scenario (and as steps to paste
@@ -43,7 +44,8 @@ DEFECT_KINDS = {"no-version-arbitration": ENABLED}
 def configurations(tolerate: tuple[str, ...]) -> list[Config]:
     return [Config(NEVER, tolerate=tolerate), Config(ENABLED, tolerate=tolerate),
             Config(ENABLED, state_bucket=True, tolerate=tolerate),
-            Config(SUSPENDED, state_bucket=True, tolerate=tolerate), Config(SUSPENDED, tolerate=tolerate)]
+            Config(SUSPENDED, state_bucket=True, tolerate=tolerate), Config(SUSPENDED, tolerate=tolerate),
+            Config(NEVER, delivery="tdmq", tolerate=tolerate)]
 
 
 def run(config: Config, examples: int, steps: int, seed: int) -> Optional[tuple[str, Config, list[Step]]]:

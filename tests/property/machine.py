@@ -130,16 +130,18 @@ class Config:
     ci_reads: str = "run"
     tolerate: tuple[str, ...] = ()
     defect: str = ""
+    delivery: str = "url"           # how CI reports results: url (HTTP callback) or tdmq (a CMQ message)
 
     def world(self) -> World:
         w = World(self.bucket_kind, ci_reads=self.ci_reads, tolerate=self.tolerate,
-                  state_bucket=self.state_bucket).install()
+                  state_bucket=self.state_bucket, delivery=self.delivery).install()
         if self.defect:
             DEFECTS[self.defect](w)
         return w
 
     def describe(self) -> str:
-        parts = [f"{self.bucket_kind} bucket" + (" with its records in a state bucket" if self.state_bucket else "")]
+        parts = [f"{self.bucket_kind} bucket" + (" with its records in a state bucket" if self.state_bucket else "")
+                 + (", results by TDMQ" if self.delivery == "tdmq" else "")]
         if self.ci_reads != "run":
             parts.append(f"CI reads at {self.ci_reads}")
         if self.defect:
