@@ -86,9 +86,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         t = time.time()
         before = TOTALS["sequences"]
+        explained = sum(n for k, n in TOTALS.items() if k.startswith("violations explained"))
         failed = run(config, args.examples, args.steps, seed)
+        explained = sum(n for k, n in TOTALS.items() if k.startswith("violations explained")) - explained
+        verdict = ("VIOLATION" if failed else "no invariant violated" + (
+            f" other than by the open findings ({explained} violation(s) they explain)" if explained else ""))
         print(f"  {config.describe()}: {TOTALS['sequences'] - before} sequences in {time.time() - t:.0f} s"
-              f" — {'VIOLATION' if failed else 'no invariant violated'}", flush=True)
+              f" — {verdict}", flush=True)
         if failed:
             failures += 1
             print(indent(failed[0]), flush=True)
