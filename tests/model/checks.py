@@ -120,7 +120,7 @@ def _explained_by_hidden_claim(world: World, v: Violation) -> bool:
     if v.code not in ("duplicate-job", "second-job") or not v.key:
         return False
     path = RecordId(v.key, v.etag, "images").path(world.record_prefix, "jobs")
-    return any(id(x) in world.checks.contenders for x in world.cos.versions(world.store, path))
+    return any(world.checks.contenders.get(id(x)) is x for x in world.cos.versions(world.store, path))
 
 
 def _explained_by_delete_race(world: World, v: Violation) -> bool:
@@ -200,13 +200,15 @@ class Checks:
         self.new: list[Violation] = []
         self.tolerated: list[tuple[str, Violation]] = []
         self.revealed: set[tuple[str, str]] = set()
-        self.quarantined_from: dict[int, str] = {}   # id(version in quarantine) → the key it was copied from
+        # id(version in quarantine) → (the version, the key it was copied from); the version is held so that
+        # its id is never reused by another object while it is a key here
+        self.quarantined_from: dict[int, tuple[Version, str]] = {}
         self.orphan_results: set[str] = set()        # result records written while their claim did not exist
         self.late_results: set[str] = set()          # result records written for an attempt older than the claim's
         self.early_drops: set[str] = set()           # markers dropped while the claim's current job was unconcluded
         self.cleared_results: set[str] = set()       # result records a function deleted (a takeover)
         self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
-        self.contenders: set[int] = set()            # id() of claim versions a contender wrote over an existing claim
+        self.contenders: dict[int, Version] = {}     # claim versions a contender wrote over an existing claim, by id
         self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
 
     def add(self, code: str, text: str, key: str = "", etag: str = "", attempts: tuple[int, ...] = ()) -> None:
@@ -233,7 +235,7 @@ class Checks:
                     and m.written is not None and m.written.vid and len(w.cos.versions(w.store, m.key)) > 1):
                 doc = json.loads(m.written.body)
                 if int(doc.get("attempts") or 1) == 1 and not doc.get("job_id") and doc.get("status") == "CLAIMED":
-                    self.contenders.add(id(m.written))
+                    self.contenders[id(m.written)] = m.written
             return
         if m.actor == "user" or m.bucket != w.bucket:
             if m.actor != "user":
@@ -255,7 +257,7 @@ class Checks:
             src = m.source
             body = src.body if src is not None else b""
             if m.written is not None:
-                self.quarantined_from[id(m.written)] = m.source_key
+                self.quarantined_from[id(m.written)] = (m.written, m.source_key)
             if not m.key.startswith(w.rules.quarantine_prefix):
                 self.add("copy-outside-quarantine", f"{m.actor} copied into {m.key}", m.key)
             elif truth(body) != "SUSPICIOUS":
@@ -363,7 +365,7 @@ class Checks:
         for key, v in w.cos.listing(w.bucket, w.rules.quarantine_prefix):
             if truth(v.body) != "SUSPICIOUS":
                 self.add("wrong-action", f"{key} in quarantine holds content that is not suspicious",
-                         self.quarantined_from.get(id(v), ""), v.etag)
+                         self.quarantined_from.get(id(v), (v, ""))[1], v.etag)
 
     def _key(self, key: str) -> None:
         w = self.world
