@@ -43,14 +43,6 @@ def precheck(token: str, now: Optional[float] = None) -> Optional[str]:
     return None
 
 
-def redact(text: str) -> str:
-    """`text` with every callback token replaced, for anything that may reach a log."""
-    return _TOKEN.sub("v1.<redacted>", text)
-
-
-_TOKEN = re.compile(r"v1\.[0-9]{1,12}\.[A-Za-z0-9_-]{43}")
-
-
 def verify(token: str, secret: str, bucket: str, key: str, rule: str, etag: str,
            now: Optional[float] = None) -> Optional[str]:
     """Return None when the token is valid for these values, else a short reason."""
