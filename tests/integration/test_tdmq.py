@@ -58,6 +58,13 @@ def delivered(dev: Dev, job_id: str) -> list[dict[str, Any]]:
     return [d for d in tdmq(dev)["deliveries"] if d["job_id"] == job_id]
 
 
+def settled_deliveries(dev: Dev, job_id: str) -> list[dict[str, Any]]:
+    """The job's deliveries once the last one is recorded as delivered. The broker records an outcome
+    when the invocation returns, a moment after the function's last write is visible."""
+    return dev.wait_for(lambda: (d := delivered(dev, job_id)) and d[-1]["outcome"] == "delivered" and d,
+                        what=f"job {job_id} recorded as delivered")
+
+
 @pytest.mark.parametrize("body", ["plain", "envelope"])
 @pytest.mark.parametrize("fmt_prefix", ["uploads/", "json/"], ids=["xml", "json"])
 @pytest.mark.parametrize("msg_tag", ["string", "array"])
@@ -77,7 +84,7 @@ def test_verdicts_arrive_through_the_topic_in_every_wrapping(mq_dev: Dev, prefix
         (job,) = mq_dev.jobs_for(key)
         assert job["request"]["CallBackType"] == "TDMQ" and "CallBack" not in job["request"]
         assert job["request"]["CallBackMqConfig"] == {"MqRegion": "gz", "MqMode": "Topic", "MqName": TOPIC}
-        assert [d["outcome"] for d in delivered(mq_dev, job["detail"]["JobId"])] == ["delivered"]
+        assert [d["outcome"] for d in settled_deliveries(mq_dev, job["detail"]["JobId"])] == ["delivered"]
         assert [c["status"] for c in job["callbacks"]] == ["published"]
     assert not [i for i in mq_dev.invocations("callback") if "httpMethod" in json.dumps(i.get("result") or {})]
 
@@ -92,7 +99,7 @@ def test_merged_batches_are_handled_record_by_record(mq_dev: Dev, prefix: str) -
             mq_dev.wait_status("quarantine/" + key, "SUSPICIOUS")
         else:
             mq_dev.wait_status(key, "CLEAN")
-    batches = {d["batch"] for k in keys for j in mq_dev.jobs_for(k) for d in delivered(mq_dev, j["detail"]["JobId"])}
+    batches = {d["batch"] for k in keys for j in mq_dev.jobs_for(k) for d in settled_deliveries(mq_dev, j["detail"]["JobId"])}
     assert max(batches) > 1, batches
 
 
@@ -103,7 +110,7 @@ def test_a_failed_delivery_is_delivered_again_and_applied_once(mq_dev: Dev, pref
     mq_dev.put(key, _png(seed=30) + zip_archive())
     mq_dev.wait_status("quarantine/" + key, "SUSPICIOUS", timeout=60)
     (job,) = mq_dev.jobs_for(key)
-    outcomes = [d["outcome"] for d in delivered(mq_dev, job["detail"]["JobId"])]
+    outcomes = [d["outcome"] for d in settled_deliveries(mq_dev, job["detail"]["JobId"])]
     assert outcomes[-1] == "delivered"
     assert len(mq_dev.jobs_for(key)) == 1
     mq_dev.wait_for(lambda: not mq_dev.exists(key), what="the move's delete")
