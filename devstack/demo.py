@@ -205,11 +205,20 @@ def print_deliveries(env: Dict[str, str], obs: List[Observation], rules: Dict[st
                      out: Any = sys.stdout) -> List[str]:
     """How each verdict reached the callback function: the Function URL, or a TDMQ topic's trigger."""
     import json
+    import time
     import urllib.request
 
-    with urllib.request.urlopen(env["CIFLOW_DEV_CONFIG"].replace("/config", "/tdmq"), timeout=10) as r:
-        tdmq = json.load(r)
-    delivered = {d["job_id"]: d for d in tdmq["deliveries"] if d["outcome"] == "delivered"}
+    wanted_jobs = {o.tags.get("ci-job-id") for o in obs
+                   if o.tags.get("ci-job-id") and (rules.get(o.sample.rule) or {}).get("delivery")}
+    deadline = time.monotonic() + 10
+    while True:
+        # The broker records a delivery when the invocation returns, a moment after its last write
+        with urllib.request.urlopen(env["CIFLOW_DEV_CONFIG"].replace("/config", "/tdmq"), timeout=10) as r:
+            tdmq = json.load(r)
+        delivered = {d["job_id"]: d for d in tdmq["deliveries"] if d["outcome"] == "delivered"}
+        if wanted_jobs <= set(delivered) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     topics = {p["job_id"]: p["name"] for p in tdmq["published"]}
     rows = [("KEY", "RULE", "VERDICT DELIVERED THROUGH")]
     problems = []
