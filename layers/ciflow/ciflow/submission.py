@@ -224,8 +224,10 @@ class Submitter(Ports):
             self._release(records, rid, claim)
             raise
         job_id = str(detail["JobId"])
-        together(lambda: self._record_job(records, rid, claim, job_id),
-                 lambda: settle_pending(self.storage, records, info.key, rule, etag))
+        # settle_pending goes first: the caller's thread runs the first call, so its own reads (HEAD ∥
+        # result) still go out together; a batch inside a pool thread runs one call after another.
+        together(lambda: settle_pending(self.storage, records, info.key, rule, etag),
+                 lambda: self._record_job(records, rid, claim, job_id))
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 
