@@ -114,15 +114,6 @@ def _explained_by_set_aside(world: World, v: Violation) -> bool:
                if k[len(tokens):-len(".json")].isdigit())
 
 
-def _explained_by_hidden_claim(world: World, v: Violation) -> bool:
-    # On a versioned bucket every contender's claim PUT is a version; one whose arbitration failed or died
-    # before it deleted its own version leaves a fresh claim (attempt 1, no job) as the current one.
-    if v.code not in ("duplicate-job", "second-job") or not v.key:
-        return False
-    path = RecordId(v.key, v.etag, "images").path(world.record_prefix, "jobs")
-    return any(world.checks.contenders.get(id(x)) is x for x in world.cos.versions(world.store, path))
-
-
 def _explained_by_delete_race(world: World, v: Violation) -> bool:
     return v.code == "wrong-action" and (v.key, v.etag) in world.checks.raced_deletes
 
@@ -178,11 +169,6 @@ FINDINGS = {f.name: f for f in (
             "(an overlapping reconcile run, the platform's retry) started meanwhile: a second job while that "
             "attempt's job runs",
             _explained_by_stale_takeover),
-    Finding("contender-claim-left-current",
-            "on a versioned bucket, a contender whose claim PUT landed but whose arbitration then failed or died "
-            "(listing the versions, or deleting its own version) leaves its fresh claim as the current version: "
-            "it hides the winner's job id and attempt, and the next submitter submits that attempt again",
-            _explained_by_hidden_claim),
     Finding("delete-races-upload",
             "on a bucket without versioning, removing the inspected content is a HEAD then an unconditional "
             "DELETE; an upload landing in between is deleted (COS documents no If-Match on DELETE)",
@@ -208,7 +194,6 @@ class Checks:
         self.early_drops: set[str] = set()           # markers dropped while the claim's current job was unconcluded
         self.cleared_results: set[str] = set()       # result records a function deleted (a takeover)
         self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
-        self.contenders: dict[int, Version] = {}     # claim versions a contender wrote over an existing claim, by id
         self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
 
     def add(self, code: str, text: str, key: str = "", etag: str = "", attempts: tuple[int, ...] = ()) -> None:
@@ -231,11 +216,6 @@ class Checks:
                 self.cleared_results.add(m.key)
             if m.actor != "user" and m.op == "delete" and m.key.startswith(f"{w.record_prefix}pending/"):
                 self._marker_dropped(m.key)
-            if (m.actor != "user" and m.op == "put" and m.key.startswith(f"{w.record_prefix}jobs/")
-                    and m.written is not None and m.written.vid and len(w.cos.versions(w.store, m.key)) > 1):
-                doc = json.loads(m.written.body)
-                if int(doc.get("attempts") or 1) == 1 and not doc.get("job_id") and doc.get("status") == "CLAIMED":
-                    self.contenders[id(m.written)] = m.written
             return
         if m.actor == "user" or m.bucket != w.bucket:
             if m.actor != "user":

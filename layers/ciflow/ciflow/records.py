@@ -85,6 +85,12 @@ def _load(raw: Optional[bytes]) -> Optional[dict[str, Any]]:
     return doc if isinstance(doc, dict) else None
 
 
+def _fresh_claim(raw: bytes) -> bool:
+    """A claim as `create_claim` writes it (attempt 1, no job, CLAIMED); `update_claim` never writes one."""
+    doc = _load(raw) or {}
+    return doc.get("status") == "CLAIMED" and int(doc.get("attempts") or 1) == 1 and not doc.get("job_id")
+
+
 class Records:
     """The records of the objects in `bucket`. They live in that bucket under `state_prefix`, or, when
     `state_bucket` is set (a bucket that never had versioning, for buckets whose versioning is
@@ -159,7 +165,8 @@ class Records:
         return self.prefix + "jobs/" + marker_key[len(self.prefix + "pending/"):]
 
     def read_claim_at(self, claim_key: str) -> Optional[tuple[dict[str, Any], float]]:
-        stored = self.storage.get_record(self.store, claim_key)
+        # On a versioned bucket a losing contender may have left its fresh claim as the current version.
+        stored = self.storage.get_created(self.store, claim_key, _fresh_claim)
         doc = _load(stored.body) if stored is not None else None
         if stored is None or doc is None:
             return None

@@ -6,7 +6,7 @@ connections and a rotated key gets a fresh client.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -54,6 +54,7 @@ class StoredRecord:
     body: bytes
     last_modified: float   # epoch seconds, COS's Last-Modified
     server_now: float      # epoch seconds, COS's Date header of the same response
+    version_id: str = ""   # the version read, on a bucket that keeps versions
 
     @property
     def age(self) -> float:
@@ -178,10 +179,10 @@ class Storage:
     def client(self) -> Any:
         return self._client if self._client is not None else s3_client()
 
-    def head(self, bucket: str, key: str) -> Optional[ObjectInfo]:
-        """Object info, or None when it does not exist."""
+    def head(self, bucket: str, key: str, version_id: Optional[str] = None) -> Optional[ObjectInfo]:
+        """Object info (of exactly `version_id` when given), or None when it does not exist."""
         try:
-            r = self.client.head_object(Bucket=bucket, Key=key)
+            r = self.client.head_object(Bucket=bucket, Key=key, **_version(version_id))
         except Exception as exc:
             if _is_missing(exc):
                 return None
@@ -204,10 +205,10 @@ class Storage:
                 return info
         return None
 
-    def get_tags(self, bucket: str, key: str) -> Optional[dict[str, str]]:
-        """The object's tags in order, or None when the object does not exist."""
+    def get_tags(self, bucket: str, key: str, version_id: Optional[str] = None) -> Optional[dict[str, str]]:
+        """The object's tags (of exactly `version_id` when given) in order, or None when it does not exist."""
         try:
-            r = self.client.get_object_tagging(Bucket=bucket, Key=key)
+            r = self.client.get_object_tagging(Bucket=bucket, Key=key, **_version(version_id))
         except Exception as exc:
             if _is_missing(exc):
                 return None
@@ -434,16 +435,46 @@ class Storage:
         record = self.get_record(bucket, key)
         return record.body if record is not None else None
 
-    def get_record(self, bucket: str, key: str) -> Optional[StoredRecord]:
-        """A small object with COS's Last-Modified and Date; None when it does not exist."""
+    def get_record(self, bucket: str, key: str, version_id: Optional[str] = None) -> Optional[StoredRecord]:
+        """A small object (exactly `version_id` when given) with COS's Last-Modified and Date; None when it
+        does not exist."""
         try:
-            r = self.client.get_object(Bucket=bucket, Key=key)
+            r = self.client.get_object(Bucket=bucket, Key=key, **_version(version_id))
             body = r["Body"].read()
         except Exception as exc:
             if _is_missing(exc):
                 return None
             raise classify(exc, f"GET {key}") from exc
-        return StoredRecord(body, _epoch(r.get("LastModified")), server_time(r))
+        return StoredRecord(body, _epoch(r.get("LastModified")), server_time(r), str(r.get("VersionId") or ""))
+
+    def get_created(self, bucket: str, key: str, contender: Callable[[bytes], bool]) -> Optional[StoredRecord]:
+        """A record made by `create_if_absent` and rewritten since only by its winner, as the winner left
+        it. On a versioned bucket, a contender whose arbitration failed or died (listing the versions, or
+        deleting its own) leaves its own version as the current one: a version whose body `contender`
+        recognises as a fresh create and that is not the oldest lost, so it is skipped (and removed), and
+        the newest version before it is the record."""
+        record = self.get_record(bucket, key)
+        if record is None or not is_version(record.version_id) or not contender(record.body):
+            return record
+        versions = [vid for vid, _ in self.versions(bucket, key)]
+        if not versions or versions[-1] == record.version_id:
+            return record   # the winner's own create, never rewritten yet
+        for vid in versions:
+            older = record if vid == record.version_id else self.get_record(bucket, key, vid)
+            if older is None:
+                continue
+            if vid == versions[-1] or not contender(older.body):
+                return older
+            self._drop_leftover(bucket, key, vid)
+        return None
+
+    def _drop_leftover(self, bucket: str, key: str, version_id: str) -> None:
+        """Remove a losing contender's version that its own arbitration left behind (best effort: readers
+        skip it either way)."""
+        try:
+            self.delete(bucket, key, version_id)
+        except (RetryableError, PermanentError):
+            pass
 
     def list_page(self, bucket: str, prefix: str, token: Optional[str] = None,
                   max_keys: int = 1000) -> tuple[list[ListedObject], Optional[str], float]:
@@ -459,6 +490,10 @@ class Storage:
                                 last_modified=o.get("LastModified")) for o in r.get("Contents", [])]
         nxt = r.get("NextContinuationToken") if r.get("IsTruncated") else None
         return objects, nxt or None, server_time(r)
+
+
+def _version(version_id: Optional[str]) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id and is_version(version_id) else {}
 
 
 def _copy_refused(exc: Exception) -> bool:
