@@ -36,7 +36,6 @@ class Violation:
     text: str
     key: str = ""
     etag: str = ""
-    attempts: tuple[int, ...] = ()   # job violations: the attempt numbers of the jobs involved
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.text}"
@@ -118,12 +117,6 @@ def _explained_by_delete_race(world: World, v: Violation) -> bool:
     return v.code == "wrong-action" and (v.key, v.etag) in world.checks.raced_deletes
 
 
-def _explained_by_stale_takeover(world: World, v: Violation) -> bool:
-    # Both jobs come from takeovers: a takeover decided on an older read of the claim (reconcile: its job was
-    # lost, or its claim released) went ahead on the newer attempt another taker-over had started meanwhile.
-    return v.code in ("duplicate-job", "second-job") and bool(v.attempts) and min(v.attempts) >= 2
-
-
 FINDINGS = {f.name: f for f in (
     Finding("verdict-from-other-bytes",
             "CI reads a job's object when the job runs; a verdict about other bytes is applied to the ETag "
@@ -163,12 +156,6 @@ FINDINGS = {f.name: f for f in (
             "failed or died after winning its takeover token (every retry then stops as a duplicate until the "
             "token's lease runs out, and none comes back), or when its event was not delivered",
             _explained_by_set_aside),
-    Finding("takeover-on-stale-read",
-            "reconcile decides to resubmit from the claim it read (its job lost, or the claim released), then its "
-            "submit takes over whatever attempt the claim holds by then, even a newer one another taker-over "
-            "(an overlapping reconcile run, the platform's retry) started meanwhile: a second job while that "
-            "attempt's job runs",
-            _explained_by_stale_takeover),
     Finding("delete-races-upload",
             "on a bucket without versioning, removing the inspected content is a HEAD then an unconditional "
             "DELETE; an upload landing in between is deleted (COS documents no If-Match on DELETE)",
@@ -196,8 +183,8 @@ class Checks:
         self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
         self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
 
-    def add(self, code: str, text: str, key: str = "", etag: str = "", attempts: tuple[int, ...] = ()) -> None:
-        self.new.append(Violation(code, text, key, etag, attempts))
+    def add(self, code: str, text: str, key: str = "", etag: str = "") -> None:
+        self.new.append(Violation(code, text, key, etag))
 
     # --- every step ---------------------------------------------------------------------------------
     def observe(self, m: Mutation) -> None:
@@ -288,10 +275,9 @@ class Checks:
             if other is job or other.lost or other.bucket != job.bucket or other.key != job.key:
                 continue
             oud = decode_user_data(other.user_data)
-            attempts = (ud.attempt if ud else 0, oud.attempt if oud else 0)
             if other.user_data == job.user_data:
                 self.add("duplicate-job", f"job {job.job_id[:5]} repeats {other.job_id[:5]} ({job.key}, same "
-                         f"UserData {job.user_data!r})", job.key, ud.etag if ud else "", attempts)
+                         f"UserData {job.user_data!r})", job.key, ud.etag if ud else "")
                 continue
             # A job for the same bytes is a new one only when the key was written again since the other job
             # was accepted (a new object version), or the other was given up on (Timeout).
@@ -299,8 +285,7 @@ class Checks:
             if (ud and oud and oud.etag == ud.etag and oud.rule == ud.rule and not other.finished and not rewritten
                     and w.clock.now - other.created < w.settings.reconcile_give_up_seconds):
                 self.add("second-job", f"job {job.job_id[:5]} (attempt {ud.attempt}) for {job.key} ({ud.etag[:6]}) "
-                         f"while {other.job_id[:5]} (attempt {oud.attempt}) is still queued", job.key, ud.etag,
-                         attempts)
+                         f"while {other.job_id[:5]} (attempt {oud.attempt}) is still queued", job.key, ud.etag)
 
     def unexpected(self, function: str, exc: BaseException) -> None:
         self.add("unexpected-exception", f"{function} raised {type(exc).__name__}: {exc}")

@@ -79,8 +79,8 @@ def every_takeover_lost(world: World) -> None:
     original = ciflow.submission.Submitter.submit
 
     def submit(self: Any, bucket: str, info: ObjectInfo, rule: Rule, force: bool = False,
-               takeover: bool = False, lost: bool = False) -> Optional[str]:
-        return original(self, bucket, info, rule, force=force, takeover=takeover, lost=lost or takeover)
+               takeover: bool = False, lost: bool = False, **rest: Any) -> Optional[str]:
+        return original(self, bucket, info, rule, force=force, takeover=takeover, lost=lost or takeover, **rest)
 
     world.patch(ciflow.submission.Submitter, "submit", submit)
 

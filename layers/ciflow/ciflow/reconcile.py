@@ -134,13 +134,13 @@ class Reconciler(Ports):
                     return rid, "waiting"
                 result = self.completer.complete(bucket, found, claim=claim)
                 return rid, "applied" if result.get("status") not in ("superseded", "not-ours") else "gone"
-            return rid, self._resubmit(bucket, records, rid, rule, lost=False)
+            return rid, self._resubmit(bucket, records, rid, rule, lost=False, claim=claim)
         detail = details.get(job_id)
         if detail is None:
             if int(claim.get("lost") or 0) + 1 >= self.settings.max_submit_attempts:
                 return rid, self._fail(bucket, records, rid, rule, job_id, "JobLost")
             logger.warning("CI lost the job; resubmitting", extra={"job_id": job_id, "lost": claim.get("lost", 0)})
-            return rid, self._resubmit(bucket, records, rid, rule, lost=True)
+            return rid, self._resubmit(bucket, records, rid, rule, lost=True, claim=claim)
         if is_final(detail):
             result = self.completer.complete(bucket, detail, claim=claim)
             if result.get("status") in ("superseded", "not-ours"):
@@ -151,13 +151,17 @@ class Reconciler(Ports):
             return rid, self._fail(bucket, records, rid, rule, job_id, "Timeout")
         return rid, "waiting"
 
-    def _resubmit(self, bucket: str, records: Records, rid: RecordId, rule: Any, lost: bool) -> str:
+    def _resubmit(self, bucket: str, records: Records, rid: RecordId, rule: Any, lost: bool,
+                  claim: dict[str, Any]) -> str:
         info = self.storage.head(bucket, rid.key)
         if info is None or info.etag != rid.etag:
             # The object is gone or holds other content (which has its own claim and marker).
             records.write_result(rid, applied="object-missing" if info is None else "stale")
             return "gone"
-        job = self.submitter.submit(bucket, info, rule, takeover=True, lost=lost)
+        # The takeover replaces the attempt read here only: by the time it runs, another taker-over (an
+        # overlapping run, the platform's retry) may have started a newer one, whose job must not get a twin.
+        read = (int(claim.get("attempts") or 1), str(claim.get("job_id") or "")) if claim else (0, "")
+        job = self.submitter.submit(bucket, info, rule, takeover=True, lost=lost, based_on=read)
         return "resubmitted" if job else "waiting"
 
     def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str) -> str:

@@ -122,7 +122,8 @@ class Submitter(Ports):
         return result
 
     def submit(self, bucket: str, info: ObjectInfo, rule: Rule, force: bool = False,
-               takeover: bool = False, lost: bool = False) -> Optional[str]:
+               takeover: bool = False, lost: bool = False,
+               based_on: Optional[tuple[int, str]] = None) -> Optional[str]:
         """Submit one job unless (key, ETag, rule) is already claimed. Returns the job id, or None.
 
         Round trips: {claim ∥ pending marker ∥ GET tags} → {POST /jobs ∥ PENDING tags} →
@@ -130,7 +131,9 @@ class Submitter(Ports):
         uploaded again: a known verdict is re-applied at once, a job in flight is left alone.
         `force` (rescan) submits a new job even when one exists, and supersedes its result.
         `takeover` (reconcile) replaces a claim whose job was lost (`lost`) or never recorded; an
-        accepted job is still adopted rather than duplicated.
+        accepted job is still adopted rather than duplicated. `based_on` is the (attempt, job id) of the
+        claim that decision was read from ((0, "") for no claim): a claim that has moved on since (another
+        taker-over started a newer attempt, or a job was recorded) is left alone.
         """
         etag = normalize_etag(info.etag)
         rid = RecordId(info.key, etag, rule.name)
@@ -154,6 +157,13 @@ class Submitter(Ports):
                                             lambda: records.read_result(rid))
             claim, age = claim_record if claim_record is not None else (records.new_claim(rid), 0.0)
             attempt = int(claim.get("attempts") or 1)
+            holds = (attempt, str(claim.get("job_id") or ""))
+            if based_on is not None and claim_record is not None and based_on != holds:
+                # Decided on an older read: the attempt it meant to replace is over, and the one now in the
+                # claim has a live job or submitter of its own.
+                logger.info("the claim moved on since it was read; left to its current attempt",
+                            extra={"rule": rule.name, "attempt": attempt, "read_attempt": based_on[0]})
+                return None
             if not force:
                 known = verdict_from_result(result)
                 if known is not None:
