@@ -88,14 +88,6 @@ def _explained_by_late_result(world: World, v: Violation) -> bool:
             and rid.path(world.record_prefix, "pending") in world.checks.early_drops)
 
 
-def _explained_by_takeover_past_live_job(world: World, v: Violation) -> bool:
-    # A takeover cleared a result without verdict for (key, ETag) and submitted, while a job for the same bytes
-    # was in flight (recorded, or accepted by CI but never recorded).
-    if v.code not in ("duplicate-job", "second-job") or not v.key:
-        return False
-    return RecordId(v.key, v.etag, "images").path(world.record_prefix, "results") in world.checks.cleared_results
-
-
 def _explained_by_set_aside(world: World, v: Violation) -> bool:
     # The current content (key, ETag) has a result that sets its job's verdict aside ("stale") although the key
     # holds that very ETag: the key was written again after the job was recorded. Or a takeover token for a
@@ -142,13 +134,6 @@ FINDINGS = {f.name: f for f in (
             "finished work and submit again while that one's job runs, and its marker drop removes the marker the "
             "newer attempt shares, so a newer job CI loses is never noticed",
             _explained_by_late_result),
-    Finding("takeover-past-live-job",
-            "a result without verdict (stale, object-missing) makes the next submitter of the same bytes take over at "
-            "once, without asking CI for a job it accepted and without waiting for the recorded one: a second job "
-            "while the first runs. Such results come from reconcile, for a marker whose claim write failed, or for "
-            "a claim released after POST /jobs succeeded but the PENDING tag write beside it failed (the release "
-            "treats it as a CI failure and never records the accepted job)",
-            _explained_by_takeover_past_live_job),
     Finding("set-aside-not-resubmitted",
             "when a finished job's verdict is set aside because the key was written again after the job was "
             "recorded (the A-B-A guard), and the key holds the job's ETag, nothing submits a new job for the "
@@ -179,7 +164,6 @@ class Checks:
         self.orphan_results: set[str] = set()        # result records written while their claim did not exist
         self.late_results: set[str] = set()          # result records written for an attempt older than the claim's
         self.early_drops: set[str] = set()           # markers dropped while the claim's current job was unconcluded
-        self.cleared_results: set[str] = set()       # result records a function deleted (a takeover)
         self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
         self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
 
@@ -199,8 +183,6 @@ class Checks:
                     w.reached["a result written while no claim exists"] += 1
             if m.actor != "user" and m.op == "put" and m.key.startswith(results) and m.written is not None:
                 self._result_written(m.key, m.written.body)
-            if m.actor != "user" and m.op == "delete" and m.key.startswith(results):
-                self.cleared_results.add(m.key)
             if m.actor != "user" and m.op == "delete" and m.key.startswith(f"{w.record_prefix}pending/"):
                 self._marker_dropped(m.key)
             return

@@ -179,11 +179,15 @@ class Submitter(Ports):
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     return None
-                if result is None and not claim.get("job_id") and not again:
-                    # The submitter died between claiming and recording: CI may have the job already.
+                if not claim.get("job_id") and not again:
+                    # The submitter died between claiming and recording, or let go: CI may have the job
+                    # already, even when a result without verdict was recorded meanwhile (reconcile found the
+                    # claim without a job, and the object changed or gone).
                     found = self.ci.find(bucket, rule.job, info.key,
                                          UserData(rule.name, etag, attempt=attempt).encode())
                     if found is not None:
+                        if result is not None:
+                            records.clear_result(rid)   # the job it adopts is the work for these bytes
                         records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
                         logger.warning("adopted the job of an interrupted submission",
                                        extra={"job_id": found["JobId"]})
@@ -219,25 +223,31 @@ class Submitter(Ports):
         pending, dropped = tagging.merge(tags, pending_tags(rule), managed_tags(rule))
         if dropped:
             logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
-        try:
-            detail, _ = together(lambda: self.ci.create(bucket, request),
+        detail, tagged = settled(lambda: self.ci.create(bucket, request),
                                  (lambda: self.storage.put_tags(bucket, info.key, pending))
                                  if pending != tags else None)
-        except PermanentError as exc:
-            records.update_claim(rid, claim, status="FAILED", reason=exc.code)
-            records.write_result(rid, outcome="FAILED", reason=exc.code, applied="submit-failed")
-            raise
-        except RetryableError:
-            # Release the claim so the platform's retry of this event takes over at once (it looks
-            # for a job CI may have accepted before submitting again). The marker stays: if the
-            # release fails too, reconcile still finds the claim.
-            self._release(records, rid, claim)
-            raise
+        if isinstance(detail, Failed):
+            if isinstance(detail.error, PermanentError):
+                records.update_claim(rid, claim, status="FAILED", reason=detail.error.code)
+                records.write_result(rid, outcome="FAILED", reason=detail.error.code, applied="submit-failed")
+            elif isinstance(detail.error, RetryableError):
+                # Release the claim so the platform's retry of this event takes over at once (it looks
+                # for a job CI may have accepted before submitting again). The marker stays: if the
+                # release fails too, reconcile still finds the claim.
+                self._release(records, rid, claim)
+            raise detail.error
         job_id = str(detail["JobId"])
+        if isinstance(tagged, Failed):
+            # CI accepted the job: it is recorded all the same (a released claim would be submitted again
+            # while it runs). The verdict writes the tags; the check below repairs a write that landed.
+            logger.warning("the PENDING tag write failed; the job is recorded all the same",
+                           extra={"rule": rule.name, "job_id": job_id, "error": str(tagged.error)})
         # settle_pending goes first: the caller's thread runs the first call, so its own reads (HEAD ∥
         # result) still go out together; a batch inside a pool thread runs one call after another.
         together(lambda: settle_pending(self.storage, records, info.key, rule, etag),
                  lambda: self._record_job(records, rid, claim, job_id))
+        if isinstance(tagged, Failed) and not isinstance(tagged.error, (RetryableError, PermanentError)):
+            raise tagged.error
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 
