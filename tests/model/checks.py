@@ -63,10 +63,6 @@ def _explained_by_misread(world: World, v: Violation) -> bool:
                                for j in world.ci.jobs.values())
 
 
-def _explained_by_revealed(world: World, v: Violation) -> bool:
-    return (v.key, v.etag) in world.checks.revealed
-
-
 def _explained_by_unremoved_version(world: World, v: Violation) -> bool:
     # The library acts on the current version only; a suspicious version that is not current (hidden by a
     # delete marker, or overwritten) when its verdict is applied, or when its bytes come back, is never removed.
@@ -114,10 +110,6 @@ FINDINGS = {f.name: f for f in (
             "CI reads a job's object when the job runs; a verdict about other bytes is applied to the ETag "
             "the job was submitted for once that ETag is back at the key (A-B-A), or recorded for it",
             _explained_by_misread),
-    Finding("uninspected-version-revealed",
-            "on a versioned bucket, deleting the suspicious version makes an older version current again, "
-            "and nothing inspects it",
-            _explained_by_revealed),
     Finding("suspicious-version-left",
             "on a versioned bucket, a suspicious version that is not current when its verdict is applied or "
             "its bytes are uploaded again (the user deleted the key, or overwrote it) stays readable by VersionId",
@@ -157,7 +149,6 @@ class Checks:
         self.tolerate = tolerate
         self.new: list[Violation] = []
         self.tolerated: list[tuple[str, Violation]] = []
-        self.revealed: set[tuple[str, str]] = set()
         # id(version in quarantine) → (the version, the key it was copied from); the version is held so that
         # its id is never reused by another object while it is a key here
         self.quarantined_from: dict[int, tuple[Version, str]] = {}
@@ -193,7 +184,6 @@ class Checks:
         where = "quarantine/" if m.key.startswith(w.rules.quarantine_prefix) else "user key"
         w.reached[f"{m.actor}: {m.op} {where}"] += 1
         if m.revealed is not None:
-            self.revealed.add((m.key, m.revealed.etag))
             w.reached["an older version became current after a delete"] += 1
         if m.op == "tags" and m.written is not None and m.written.tags.get(tagging.STATUS) == "PENDING":
             marker = RecordId(m.key, m.written.etag, "images").path(w.record_prefix, "pending")

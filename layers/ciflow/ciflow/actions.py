@@ -85,6 +85,11 @@ def planned_actions(rule: Rule, v: Verdict) -> tuple[list[str], Optional[str]]:
     return sorted(actions, key=order.__getitem__), move_prefix
 
 
+def removes_content(rule: Rule, v: Verdict) -> bool:
+    """Whether the verdict's actions take the inspected content away from its key."""
+    return any(a in ("move", "quarantine", "delete") for a in planned_actions(rule, v)[0])
+
+
 def expected_final_key(rule: Rule, v: Verdict, key: str, quarantine_prefix: str) -> Optional[str]:
     """Where the object ends when the actions go as planned (recorded before they run)."""
     actions, move_prefix = planned_actions(rule, v)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from . import userdata
-from .actions import ActionRunner, Applied, Seen, expected_final_key, settle_tags
+from .actions import ActionRunner, Applied, Seen, expected_final_key, removes_content, settle_tags
 from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
 from .records import RecordId, Records, rewritten_since
-from .results import Verdict, verdict
+from .results import Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
 from .storage import Storage
+from .userdata import normalize_etag
 
 
 def result_fields(v: Verdict, applied: Applied) -> dict[str, Any]:
@@ -111,6 +112,9 @@ class Completer:
         fields = result_fields(v, applied)
         if fields != result_fields(v, expected):
             records.put_result(rid, **fields)   # the object was moved, gone or changed: say so
+        if removes_content(rule, v):
+            # Before the marker goes: should this fail, the work is redone, and this with it.
+            self.inspect_current(records, rid)
         together((lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
                  if applied.tagged_in_place else None,
                  lambda: records.drop_pending(rid))
@@ -118,3 +122,30 @@ class Completer:
                                               "final_key": applied.final_key, "steps": applied.steps})
         return {"job_id": v.job_id, "key": rid.key, "rule": rule.name, "outcome": v.outcome, "status": applied.status,
                 "final_key": applied.final_key, "suspicious_type": v.suspicious_type, "reason": v.reason}
+
+    def inspect_current(self, records: Records, rid: RecordId) -> None:
+        """On a versioned bucket, removing the inspected version makes the version before it current again,
+        and no event announces it. The verdict known for its ETag is applied at once; otherwise it gets a
+        pending marker, and reconcile submits it as an upload whose submitter died after marking it."""
+        info = self.storage.head(records.bucket, rid.key)
+        if info is None or not info.versioned or normalize_etag(info.etag) == rid.etag:
+            return
+        for rule in self.rules.matching(info.key, info.content_type):
+            current = RecordId(info.key, normalize_etag(info.etag), rule.name)
+            known = verdict_from_result(records.read_result(current))
+            bind(key=current.key, etag=current.etag, rule=rule.name)
+            if known is not None:
+                logger.info("content became current again; its known verdict is applied",
+                            extra={"outcome": known.outcome, "version_id": info.version_id})
+                self.reapply(records, current, rule, known)
+            else:
+                logger.warning("content became current again; marked for inspection",
+                               extra={"version_id": info.version_id})
+                records.mark_pending(current, info.version_id)
+        bind(key=rid.key, etag=rid.etag, rule=rid.rule)
+
+    def reapply(self, records: Records, rid: RecordId, rule: Rule, known: Verdict) -> None:
+        """Apply the verdict known for these bytes to the object holding them now, without a new job."""
+        runner = ActionRunner(self.storage, records.bucket, self.rules.quarantine_prefix)
+        self.apply(records, rid, rule, known, lambda alongside: runner.apply(
+            rule, rid.key, rid.etag, known, alongside=alongside))
