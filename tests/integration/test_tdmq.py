@@ -99,7 +99,8 @@ def test_merged_batches_are_handled_record_by_record(mq_dev: Dev, prefix: str) -
             mq_dev.wait_status("quarantine/" + key, "SUSPICIOUS")
         else:
             mq_dev.wait_status(key, "CLEAN")
-    batches = {d["batch"] for k in keys for j in mq_dev.jobs_for(k) for d in settled_deliveries(mq_dev, j["detail"]["JobId"])}
+    batches = {d["batch"] for k in keys for j in mq_dev.jobs_for(k)
+               for d in settled_deliveries(mq_dev, j["detail"]["JobId"])}
     assert max(batches) > 1, batches
 
 
