@@ -74,16 +74,6 @@ def _explained_by_stale_pending(world: World, v: Violation) -> bool:
     return pending and (v.key, v.etag) in world.checks.misplaced_pending
 
 
-def _explained_by_late_result(world: World, v: Violation) -> bool:
-    if not v.key:
-        return False
-    rid = RecordId(v.key, v.etag, "images")
-    if v.code in ("duplicate-job", "second-job"):
-        return rid.path(world.record_prefix, "results") in world.checks.late_results
-    return (v.code in ("not-final", "left-pending", "suspicious-readable")
-            and rid.path(world.record_prefix, "pending") in world.checks.early_drops)
-
-
 def _explained_by_set_aside(world: World, v: Violation) -> bool:
     # The current content (key, ETag) has a result that sets its job's verdict aside ("stale") although the key
     # holds that very ETag: the key was written again after the job was recorded. Or a takeover token for a
@@ -120,12 +110,6 @@ FINDINGS = {f.name: f for f in (
             "failed; or the check itself, which writes PENDING for any content that has a claim, even one whose "
             "work is over (a result without verdict)",
             _explained_by_stale_pending),
-    Finding("late-completion-of-older-attempt",
-            "the completion of an older attempt (reconcile giving up on it or applying it, delayed) lands after a "
-            "takeover started a newer attempt: its result makes the next submitter take the newer attempt for "
-            "finished work and submit again while that one's job runs, and its marker drop removes the marker the "
-            "newer attempt shares, so a newer job CI loses is never noticed",
-            _explained_by_late_result),
     Finding("set-aside-not-resubmitted",
             "when a finished job's verdict is set aside because the key was written again after the job was "
             "recorded (the A-B-A guard), and the key holds the job's ETag, nothing submits a new job for the "
@@ -153,8 +137,6 @@ class Checks:
         # its id is never reused by another object while it is a key here
         self.quarantined_from: dict[int, tuple[Version, str]] = {}
         self.orphan_results: set[str] = set()        # result records written while their claim did not exist
-        self.late_results: set[str] = set()          # result records written for an attempt older than the claim's
-        self.early_drops: set[str] = set()           # markers dropped while the claim's current job was unconcluded
         self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
         self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
 
@@ -226,7 +208,6 @@ class Checks:
             return
         ud = decode_user_data(job.user_data)
         if ud is not None and ud.attempt < int(json.loads(claim.body).get("attempts") or 1):
-            self.late_results.add(path)
             w.reached["a result written for an attempt older than the claim's"] += 1
 
     def _marker_dropped(self, path: str) -> None:
@@ -236,7 +217,6 @@ class Checks:
             return
         job = w.ci.jobs.get(str(json.loads(claim.body).get("job_id") or ""))
         if job is not None and (job.lost or not job.finished):
-            self.early_drops.add(path)
             w.reached["a marker dropped while its claim's job is unconcluded"] += 1
 
     def job_accepted(self, job: CiJob) -> None:

@@ -10,7 +10,7 @@ from tests.model.cos import ENABLED, NEVER
 from .machine import Config, Step
 from .replay import replay
 
-B = "uploads/b.png"
+A, B = "uploads/a.png", "uploads/b.png"
 
 SEQUENCES: dict[str, list[Step]] = {
     # POST /jobs lands but its answer fails: the claim is released without a job id; reconcile finds the key
@@ -20,6 +20,14 @@ SEQUENCES: dict[str, list[Step]] = {
         ("upload", (B, b"EVIL--1", "logged")), ("upload", (B, b"clean-2", "logged")),
         ("upload", (B, b"clean-1", "logged")), ("deliver event", (1, {("ci.create", 0): "fail_after"})),
         ("time passes", (901,)), ("reconcile", ({},)), ("SCF retry", (0, {}))],
+    # Reconcile gives up on attempt 1 (Timeout) but stalls before recording it; the same bytes are uploaded
+    # again and their event starts attempt 2; the give-up's result then lands. The repeated event of the
+    # re-upload must take it for the result of the attempt it replaced, not for attempt 2's, and start nothing.
+    "result-of-a-replaced-attempt": [
+        ("upload", (A, b"BROKEN1", "documented")), ("deliver event", (0, {})), ("time passes", (3601,)),
+        ("reconcile", ({("cos.head_object", 0): "stall"},)), ("upload", (A, b"BROKEN1", "documented")),
+        ("duplicate event", (0,)), ("deliver event", (0, {})), ("stalled request resumes", (0, "continue")),
+        ("deliver event", (0, {}))],
 }
 
 

@@ -30,6 +30,11 @@ from .storage import Storage
 from .userdata import UserData
 
 
+def read_attempt(claim: dict[str, Any]) -> dict[str, Any]:
+    """The attempt and job of a claim as read ({} when there was none: attempt 0)."""
+    return {"attempt": int(claim.get("attempts") or 1) if claim else 0, "job_id": str(claim.get("job_id") or "")}
+
+
 class Summary:
     """Counts of one reconcile run by what happened to each pending record (a plain class: the
     timer's cold start pays for every dataclass it imports)."""
@@ -116,7 +121,7 @@ class Reconciler(Ports):
         bind(bucket=bucket, key=rid.key, etag=rid.etag, rule=rid.rule)
         rule = self.rules.by_name(rid.rule)
         if rule is None:
-            records.write_result(rid, applied="unknown-rule")
+            records.write_result(rid, applied="unknown-rule", **read_attempt(claim))
             return rid, "gone"
         job_id = str(claim.get("job_id") or "")
         if not job_id:
@@ -156,12 +161,14 @@ class Reconciler(Ports):
         info = self.storage.head(bucket, rid.key)
         if info is None or info.etag != rid.etag:
             # The object is gone or holds other content (which has its own claim and marker).
-            records.write_result(rid, applied="object-missing" if info is None else "stale")
+            # (About the attempt read: should a newer one have started meanwhile, the result does not conclude it.)
+            records.write_result(rid, applied="object-missing" if info is None else "stale", **read_attempt(claim))
             return "gone"
         # The takeover replaces the attempt read here only: by the time it runs, another taker-over (an
         # overlapping run, the platform's retry) may have started a newer one, whose job must not get a twin.
-        read = (int(claim.get("attempts") or 1), str(claim.get("job_id") or "")) if claim else (0, "")
-        job = self.submitter.submit(bucket, info, rule, takeover=True, lost=lost, based_on=read)
+        read = read_attempt(claim)
+        job = self.submitter.submit(bucket, info, rule, takeover=True, lost=lost,
+                                    based_on=(read["attempt"], read["job_id"]))
         return "resubmitted" if job else "waiting"
 
     def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str) -> str:

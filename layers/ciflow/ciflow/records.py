@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .concurrency import together
 from .errors import RetryableError
+from .log import logger
 from .storage import Storage
 
 # A claim without a job id older than this may be taken over: its submitter died, or let go.
@@ -62,6 +64,35 @@ def in_flight(claim: dict[str, Any], age: float) -> bool:
     has not run out and it did not let go."""
     lease = float(claim.get("lease") or STALE_CLAIM_SECONDS)
     return bool(claim.get("job_id")) or (age < lease and claim.get("status") != "RELEASED")
+
+
+REPLACED_KEPT = 10  # job ids of replaced attempts a claim remembers
+
+
+def concludes(result: dict[str, Any], claim: Optional[dict[str, Any]]) -> bool:
+    """Whether `result` is about the claim's current attempt rather than one a takeover replaced since (a
+    completion that landed late). Results written with the attempt they conclude must match its attempt and
+    job; a verdict's result names its job, which must not be a replaced one nor differ from the claim's."""
+    if claim is None:
+        return True
+    job = str(claim.get("job_id") or "")
+    concluded = str(result.get("job_id") or "")
+    if "attempt" in result:
+        try:
+            return int(result["attempt"]) >= int(claim.get("attempts") or 1) and concluded == job
+        except (TypeError, ValueError):
+            return False
+    if concluded in (claim.get("replaced") or ()):
+        return False
+    return not concluded or not job or concluded == job
+
+
+def replaced_jobs(claim: dict[str, Any]) -> list[str]:
+    """The replaced job ids a takeover of `claim` records (its own job among them)."""
+    kept = [str(j) for j in claim.get("replaced") or ()]
+    if claim.get("job_id"):
+        kept.append(str(claim["job_id"]))
+    return kept[-REPLACED_KEPT:]
 
 
 @dataclass(frozen=True)
@@ -192,7 +223,17 @@ class Records:
         self.storage.delete(self.store, rid.path(self.prefix, "results"))
 
     def drop_pending(self, rid: RecordId) -> None:
+        """Remove the marker once the claim's work is concluded. A completion can land late, after a takeover
+        started a newer attempt that shares the marker: so the claim and result are read after the delete,
+        and the marker is put back unless the result concludes the claim's current attempt. (A taker-over
+        writes the marker again after recording its attempt, so one that records it after these reads keeps
+        its marker.)"""
         self.storage.delete(self.store, rid.path(self.prefix, "pending"))
+        claim, result = together(lambda: self.read_claim(rid), lambda: self.read_result(rid))
+        if claim is not None and (result is None or not concludes(result, claim)):
+            logger.warning("a newer attempt shares this pending marker; it is kept",
+                           extra={"attempt": claim.get("attempts"), "job_id": claim.get("job_id", "")})
+            self.mark_pending(rid, str(claim.get("version_id") or ""))
 
     def put_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
         """Record the final outcome (the pending marker stays until `drop_pending`)."""

@@ -15,7 +15,16 @@ from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
 from .log import bind, context_value, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, in_flight, rewritten_since
+from .records import (
+    STALE_CLAIM_SECONDS,
+    RecordId,
+    Records,
+    claim_lease,
+    concludes,
+    in_flight,
+    replaced_jobs,
+    rewritten_since,
+)
 from .results import Verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -164,6 +173,12 @@ class Submitter(Ports):
                 logger.info("the claim moved on since it was read; left to its current attempt",
                             extra={"rule": rule.name, "attempt": attempt, "read_attempt": based_on[0]})
                 return None
+            stored = result
+            if result is not None and claim_record is not None and not concludes(result, claim):
+                # The completion of an attempt a takeover replaced, landed late: it says nothing about this one.
+                logger.warning("a result of a replaced attempt is ignored",
+                               extra={"rule": rule.name, "attempt": attempt, "job_id": result.get("job_id", "")})
+                result = None
             if not force:
                 known = verdict_from_result(result)
                 if known is not None:
@@ -186,7 +201,7 @@ class Submitter(Ports):
                     found = self.ci.find(bucket, rule.job, info.key,
                                          UserData(rule.name, etag, attempt=attempt).encode())
                     if found is not None:
-                        if result is not None:
+                        if stored is not None:
                             records.clear_result(rid)   # the job it adopts is the work for these bytes
                         records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
                         logger.warning("adopted the job of an interrupted submission",
@@ -196,18 +211,26 @@ class Submitter(Ports):
             if not records.take_over(rid, attempt + 1, self.lease):
                 logger.info("another taker-over won this attempt", extra={"rule": rule.name, "attempt": attempt + 1})
                 return None
-            if result is not None:
+            if stored is not None:
                 records.clear_result(rid)
-            # A new attempt number makes callbacks of the jobs it replaces recognisably superseded.
-            # Only a job CI really lost counts against the give-up limit.
+            # A new attempt number makes callbacks of the jobs it replaces recognisably superseded, and the
+            # jobs it replaces tell their late results apart. Only a job CI really lost counts against the
+            # give-up limit.
             claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
                                          lost=int(claim.get("lost") or 0) + (1 if lost else 0),
                                          claimed_at=int(time.time()), version_id=info.version_id, size=info.size,
-                                         lease=self.lease)
-            tags = self.storage.get_tags(bucket, info.key)
+                                         lease=self.lease, replaced=replaced_jobs(claim))
+            # The marker again, now that the attempt is recorded: a late completion of the replaced attempt
+            # that dropped it before seeing this attempt cannot drop it after.
+            tags, marked = settled(lambda: self.storage.get_tags(bucket, info.key),
+                                   lambda: records.mark_pending(rid, info.version_id))
+            for outcome in (marked, tags):
+                if isinstance(outcome, Failed):
+                    self._release(records, rid, claim)
+                    raise outcome.error
         if tags is None:
             # The object vanished before its job was submitted: nothing to inspect.
-            records.write_result(rid, applied="object-missing")
+            records.write_result(rid, applied="object-missing", attempt=int(claim["attempts"]), job_id="")
             logger.warning("object not found; nothing to inspect", extra={"rule": rule.name})
             return None
         attempt = int(claim["attempts"])
@@ -229,7 +252,8 @@ class Submitter(Ports):
         if isinstance(detail, Failed):
             if isinstance(detail.error, PermanentError):
                 records.update_claim(rid, claim, status="FAILED", reason=detail.error.code)
-                records.write_result(rid, outcome="FAILED", reason=detail.error.code, applied="submit-failed")
+                records.write_result(rid, outcome="FAILED", reason=detail.error.code, applied="submit-failed",
+                                     attempt=attempt, job_id="")
             elif isinstance(detail.error, RetryableError):
                 # Release the claim so the platform's retry of this event takes over at once (it looks
                 # for a job CI may have accepted before submitting again). The marker stays: if the
