@@ -74,23 +74,6 @@ def _explained_by_stale_pending(world: World, v: Violation) -> bool:
     return pending and (v.key, v.etag) in world.checks.misplaced_pending
 
 
-def _explained_by_set_aside(world: World, v: Violation) -> bool:
-    # The current content (key, ETag) has a result that sets its job's verdict aside ("stale") although the key
-    # holds that very ETag: the key was written again after the job was recorded. Or a takeover token for a
-    # later attempt exists while the claim still records the earlier one (a taker-over failed or died between
-    # winning the token and recording the attempt, and every retry since stopped as a duplicate).
-    if v.code not in ("not-final", "left-pending", "suspicious-readable") or not v.key:
-        return False
-    result = world.checks.result_record(v.key, v.etag)
-    if result is not None and result.get("applied") == "stale":
-        return True
-    claim_doc = world.checks.record(v.key, v.etag, "jobs")
-    attempts = int((claim_doc or {}).get("attempts") or 1)
-    tokens = RecordId(v.key, v.etag, "images").path(world.record_prefix, "takeovers")[: -len(".json")] + "/"
-    return any(int(k[len(tokens):-len(".json")]) > attempts for k, _ in world.cos.listing(world.store, tokens)
-               if k[len(tokens):-len(".json")].isdigit())
-
-
 def _explained_by_delete_race(world: World, v: Violation) -> bool:
     return v.code == "wrong-action" and (v.key, v.etag) in world.checks.raced_deletes
 
@@ -110,13 +93,6 @@ FINDINGS = {f.name: f for f in (
             "failed; or the check itself, which writes PENDING for any content that has a claim, even one whose "
             "work is over (a result without verdict)",
             _explained_by_stale_pending),
-    Finding("set-aside-not-resubmitted",
-            "when a finished job's verdict is set aside because the key was written again after the job was "
-            "recorded (the A-B-A guard), and the key holds the job's ETag, nothing submits a new job for the "
-            "current content: it keeps PENDING or no status for good. Reached when the re-upload's own takeover "
-            "failed or died after winning its takeover token (every retry then stops as a duplicate until the "
-            "token's lease runs out, and none comes back), or when its event was not delivered",
-            _explained_by_set_aside),
     Finding("delete-races-upload",
             "on a bucket without versioning, removing the inspected content is a HEAD then an unconditional "
             "DELETE; an upload landing in between is deleted (COS documents no If-Match on DELETE)",

@@ -89,11 +89,12 @@ class Completer:
         if seen.info is not None and seen.info.etag == ud.etag and not_about(seen.info, claim, v):
             # The key holds these bytes again, but was rewritten while the job ran (A-B-A), or CI's result
             # is about a file of another size: CI may have read other bytes. Nothing is applied and no
-            # verdict is kept for these bytes; the rewrite's own event gets them a new job.
+            # verdict is kept for these bytes; the rewrite's own event gets them a new job. Should that
+            # event not come (or its takeover die), the marker kept for a rewrite has reconcile submit it.
             logger.warning("the object was rewritten while its job ran; the verdict may be about other bytes",
                            extra={"outcome": v.outcome})
-            records.write_result(rid, job_id=job_id, outcome=v.outcome, applied="stale",
-                                 reason="RewrittenWhileInspected")
+            record = records.put_result if rewritten_since(seen.info.last_modified, claim) else records.write_result
+            record(rid, job_id=job_id, outcome=v.outcome, applied="stale", reason="RewrittenWhileInspected")
             return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         return self.apply(records, rid, rule, v,
                           lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside))

@@ -22,7 +22,7 @@ from .concurrency import Failed, settled, together
 from .errors import PermanentError, RetryableError
 from .log import bind, context_value, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, in_flight
+from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, in_flight, rewritten_since
 from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
@@ -151,6 +151,8 @@ class Reconciler(Ports):
             if result.get("status") in ("superseded", "not-ours"):
                 # The claim moved on to a newer attempt, which shares this marker: leave it to that one.
                 return rid, "gone"
+            if result.get("status") == "stale":
+                return rid, self._resubmit_set_aside(bucket, records, rid, rule, claim)
             return rid, "applied"
         if age > self.settings.reconcile_give_up_seconds:
             return rid, self._fail(bucket, records, rid, rule, job_id, "Timeout")
@@ -169,6 +171,19 @@ class Reconciler(Ports):
         read = read_attempt(claim)
         job = self.submitter.submit(bucket, info, rule, takeover=True, lost=lost,
                                     based_on=(read["attempt"], read["job_id"]))
+        return "resubmitted" if job else "waiting"
+
+    def _resubmit_set_aside(self, bucket: str, records: Records, rid: RecordId, rule: Any,
+                            claim: dict[str, Any]) -> str:
+        """The job's verdict was set aside because the key was written again after the job was recorded
+        (A-B-A). While the key still holds these bytes, they need a job of their own: the rewrite's event
+        normally starts it, and this takes over should that event never have come (or its takeover died)."""
+        info = self.storage.head(bucket, rid.key)
+        if info is None or info.etag != rid.etag or not rewritten_since(info.last_modified, claim):
+            return "applied"
+        logger.warning("a verdict set aside for a rewrite; the current bytes get a new job")
+        read = read_attempt(claim)
+        job = self.submitter.submit(bucket, info, rule, takeover=True, based_on=(read["attempt"], read["job_id"]))
         return "resubmitted" if job else "waiting"
 
     def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str) -> str:
