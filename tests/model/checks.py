@@ -69,11 +69,6 @@ def _explained_by_unremoved_version(world: World, v: Violation) -> bool:
     return v.code == "suspicious-version-readable"
 
 
-def _explained_by_stale_pending(world: World, v: Violation) -> bool:
-    pending = v.code == "left-pending" or (v.code == "not-final" and "'ci-status': 'PENDING'" in v.text)
-    return pending and (v.key, v.etag) in world.checks.misplaced_pending
-
-
 def _explained_by_delete_race(world: World, v: Violation) -> bool:
     return v.code == "wrong-action" and (v.key, v.etag) in world.checks.raced_deletes
 
@@ -87,12 +82,6 @@ FINDINGS = {f.name: f for f in (
             "on a versioned bucket, a suspicious version that is not current when its verdict is applied or "
             "its bytes are uploaded again (the user deleted the key, or overwrote it) stays readable by VersionId",
             _explained_by_unremoved_version),
-    Finding("stale-pending-tags",
-            "PENDING written onto content that has no pending work stays for good: a late PENDING write (meant "
-            "for other content) whose check (settle_tags) failed, was cut short, or never ran because POST /jobs "
-            "failed; or the check itself, which writes PENDING for any content that has a claim, even one whose "
-            "work is over (a result without verdict)",
-            _explained_by_stale_pending),
     Finding("delete-races-upload",
             "on a bucket without versioning, removing the inspected content is a HEAD then an unconditional "
             "DELETE; an upload landing in between is deleted (COS documents no If-Match on DELETE)",
@@ -113,7 +102,6 @@ class Checks:
         # its id is never reused by another object while it is a key here
         self.quarantined_from: dict[int, tuple[Version, str]] = {}
         self.orphan_results: set[str] = set()        # result records written while their claim did not exist
-        self.misplaced_pending: set[tuple[str, str]] = set()   # (key, ETag) given PENDING with no work pending
         self.raced_deletes: set[tuple[str, str]] = set()  # (key, ETag) a function deleted, uploaded after it started
 
     def add(self, code: str, text: str, key: str = "", etag: str = "") -> None:
@@ -146,7 +134,6 @@ class Checks:
         if m.op == "tags" and m.written is not None and m.written.tags.get(tagging.STATUS) == "PENDING":
             marker = RecordId(m.key, m.written.etag, "images").path(w.record_prefix, "pending")
             if w.cos.current(w.store, marker) is None:
-                self.misplaced_pending.add((m.key, m.written.etag))
                 w.reached["PENDING written on content with no pending work"] += 1
         if m.op == "put":
             self.add("wrote-user-object", f"{m.actor} wrote over the user's object {m.key}", m.key)

@@ -115,7 +115,7 @@ def local_clock_ages(world: World) -> None:
 
 # The open findings (tests/model/checks.py) whose mechanism a switch puts back in full: a run with that switch
 # must not tolerate them, or it would count the defect's violations as the finding's.
-OVERLAPS = {"no-version-arbitration": ("contender-claim-left-current",), "no-tag-check": ("stale-pending-tags",)}
+OVERLAPS = {"no-version-arbitration": ("contender-claim-left-current",)}
 
 DEFECTS: dict[str, Callable[[World], None]] = {
     "claim-means-in-flight": claim_means_in_flight,

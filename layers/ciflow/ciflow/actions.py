@@ -109,19 +109,20 @@ def merge_logged(existing: dict[str, str], ours: list[tuple[str, str]], managed:
 def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: str, rounds: int = 3) -> int:
     """After a tag write meant for content `etag`: if `key` now holds other content, our write may
     have landed on it, so that content's status tags are rewritten from its own records (its verdict,
-    else PENDING while it has a claim, else none of ours). Returns the number of repairs."""
+    else PENDING while it has pending work, i.e. a pending marker, else none of ours). Returns the number
+    of repairs."""
     repairs = 0
     for _ in range(rounds):
         info = storage.head(records.bucket, key)
         if info is None or info.etag == etag:
             return repairs
         rid = RecordId(key, info.etag, rule.name)
-        result, claim, tags = together(lambda r=rid: records.read_result(r), lambda r=rid: records.read_claim(r),
-                                       lambda: storage.get_tags(records.bucket, key))
+        result, pending, tags = together(lambda r=rid: records.read_result(r), lambda r=rid: records.has_pending(r),
+                                         lambda: storage.get_tags(records.bucket, key))
         if tags is None:
             return repairs
         v = verdict_from_result(result)
-        ours = status_tags(rule, v) if v is not None else pending_tags(rule) if claim is not None else []
+        ours = status_tags(rule, v) if v is not None else pending_tags(rule) if pending else []
         merged = merge_logged(tags, ours, managed_tags(rule))
         if merged != tags:
             logger.warning("content changed under a tag write; its tags were rewritten from its records",

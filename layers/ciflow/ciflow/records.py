@@ -183,6 +183,10 @@ class Records:
                     raise
                 time.sleep(0.25 * attempt)
 
+    def has_pending(self, rid: RecordId) -> bool:
+        """Whether work for `rid` is pending (its marker exists): what a PENDING tag on its content says."""
+        return self.storage.get(self.store, rid.path(self.prefix, "pending")) is not None
+
     def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
         record = self.read_claim_record(rid)
         return record[0] if record is not None else None

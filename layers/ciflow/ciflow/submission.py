@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import tagging, tokens
-from .actions import ActionRunner, managed_tags, pending_tags, settle_pending
+from .actions import ActionRunner, managed_tags, pending_tags, settle_pending, settle_tags
 from .applying import Completer
 from .concurrency import Failed, settled, together
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
@@ -193,6 +193,9 @@ class Submitter(Ports):
                 elif result is None and in_flight(claim, age) and not takeover:
                     logger.info("duplicate event; job already claimed",
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
+                    # The retry of a submission whose tag check failed or was cut short checks again: its
+                    # PENDING write may have landed on newer content, which would keep it for good.
+                    settle_pending(self.storage, records, info.key, rule, etag)
                     return None
                 if not claim.get("job_id") and not again:
                     # The submitter died between claiming and recording, or let go: CI may have the job
@@ -259,6 +262,8 @@ class Submitter(Ports):
                 # for a job CI may have accepted before submitting again). The marker stays: if the
                 # release fails too, reconcile still finds the claim.
                 self._release(records, rid, claim)
+            if pending != tags:
+                self._check_tags(records, info.key, rule, etag)
             raise detail.error
         job_id = str(detail["JobId"])
         if isinstance(tagged, Failed):
@@ -287,6 +292,14 @@ class Submitter(Ports):
                 if attempt == tries:
                     raise
                 time.sleep(0.25 * attempt)
+
+    def _check_tags(self, records: Records, key: str, rule: Rule, etag: str) -> None:
+        """After POST /jobs failed: the PENDING write beside it may have landed on newer content, which has
+        no job of ours coming to overwrite it. Best effort; the error of POST /jobs is what is raised."""
+        try:
+            settle_tags(self.storage, records, key, rule, etag)
+        except (RetryableError, PermanentError) as exc:
+            logger.warning("could not check the PENDING write after POST /jobs failed", extra={"error": str(exc)})
 
     @staticmethod
     def _release(records: Records, rid: RecordId, claim: dict[str, Any], tries: int = 3) -> None:
