@@ -14,9 +14,11 @@ from typing import Any, Callable, Optional
 from .log import logger
 
 _pool: Optional[ThreadPoolExecutor] = None
+_inner_pool: Optional[ThreadPoolExecutor] = None
 _lock = threading.Lock()
 MAX_WORKERS = 8
 THREAD_PREFIX = "ciflow-io"
+INNER_THREAD_PREFIX = "ciflow-in"
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -25,6 +27,16 @@ def _executor() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix=THREAD_PREFIX)
         return _pool
+
+
+def _inner_executor() -> ThreadPoolExecutor:
+    """The pool for a batch inside a batch (a call that itself sends requests together). Its own
+    threads never wait on a pool, so the outer pool's threads can wait on it without deadlock."""
+    global _inner_pool
+    with _lock:
+        if _inner_pool is None:
+            _inner_pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix=INNER_THREAD_PREFIX)
+        return _inner_pool
 
 
 class Failed:
@@ -52,9 +64,10 @@ def settled(*calls: Optional[Callable[[], Any]]) -> list[Any]:
     caller can undo what the other calls did."""
     live = [(i, c) for i, c in enumerate(calls) if c is not None]
     results: list[Any] = [None] * len(calls)
-    # Called from one of the pool's own threads (a batch inside a batch), waiting on the pool could
-    # deadlock it once every worker waits: the inner batch runs in this thread instead.
-    if len(live) <= 1 or threading.current_thread().name.startswith(THREAD_PREFIX):
+    # A batch inside a batch (called from an outer pool thread) goes to the inner pool: waiting on its
+    # own pool could deadlock it once every worker waits. A third level runs in the calling thread.
+    thread = threading.current_thread().name
+    if len(live) <= 1 or thread.startswith(INNER_THREAD_PREFIX):
         for i, c in live:
             try:
                 results[i] = c()
@@ -70,7 +83,7 @@ def settled(*calls: Optional[Callable[[], Any]]) -> list[Any]:
         return call()
 
     # The caller's thread takes the first call itself: one fewer hand-off per batch.
-    pool = _executor()
+    pool = _inner_executor() if thread.startswith(THREAD_PREFIX) else _executor()
     futures = [(i, pool.submit(run, c)) for i, c in live[1:]]
     i0, c0 = live[0]
     try:
