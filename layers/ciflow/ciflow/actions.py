@@ -28,6 +28,7 @@ class Applied:
     tags: dict[str, str] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
     tagged_in_place: bool = False    # tags were written on the key itself (check them afterwards)
+    versioned: Optional[bool] = None  # whether the inspected object had a version id ("null" too; None: not seen)
 
 
 @dataclass
@@ -176,11 +177,19 @@ class ActionRunner:
               alongside: Optional[Callable[[], Any]] = None) -> Applied:
         """Apply `v` to `key`, which was inspected at `etag`. `alongside` (recording the result) is sent
         together with the first write, once the object is known to hold the inspected content."""
+        if seen is None:
+            seen = self.observe(rule, key, v)
+        out = self._apply(rule, key, etag, v, seen, alongside)
+        if seen.info is not None:
+            # Any version id, COS's "null" included (a Suspended bucket may hold older versions)
+            out.versioned = bool(seen.info.version_id)
+        return out
+
+    def _apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Seen,
+               alongside: Optional[Callable[[], Any]]) -> Applied:
         ours = status_tags(rule, v)
         managed = managed_tags(rule)
         actions, prefix = self.destination(rule, v)
-        if seen is None:
-            seen = self.observe(rule, key, v)
         info = seen.info
         if info is None or seen.tags is None:
             return self._after_source_gone(key, prefix, v, actions)
