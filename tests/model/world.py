@@ -356,6 +356,11 @@ class World:
         self.note(f"{function}'s clock is now {seconds:+g} s off COS's")
 
     # --- the port-call choke point ----------------------------------------------------------------
+    def _unchecked(self, name: str) -> None:
+        """POST /jobs landed but its submitter never got the answer: it cannot check the key after it."""
+        if name == "ci.create" and self.ci.jobs:
+            self.checks.unchecked_jobs.add(next(reversed(self.ci.jobs)))
+
     def port_call(self, name: str, fn: Callable[[], Any], transient: Callable[[], BaseException],
                   replayable: bool = True) -> Any:
         inv = self.current()
@@ -391,12 +396,14 @@ class World:
             if mode == "land_then_crash":
                 inv.dead = True
                 self.stats["crashes"] += 1
+                self._unchecked(name)
                 raise Crash(name)
             return result
         if kind == "fail":
             raise transient()
         if kind == "fail_after":
             fn()
+            self._unchecked(name)
             raise transient()
         if kind == "replay":
             try:

@@ -134,23 +134,25 @@ def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: 
     return repairs
 
 
-def settle_pending(storage: Storage, records: Records, key: str, rule: Rule, etag: str) -> int:
+def settle_pending(storage: Storage, records: Records, key: str, rule: Rule, etag: str) -> bool:
     """`settle_tags` for the submit path's PENDING write, which may also land after the verdict it
-    precedes (CI finished while the write was being retried): then the verdict's tags are put back."""
+    precedes (CI finished while the write was being retried): then the verdict's tags are put back.
+    Returns whether the key held other content than `etag` (the job may read those bytes)."""
     rid = RecordId(key, etag, rule.name)
     info, result = together(lambda: storage.head(records.bucket, key), lambda: records.read_result(rid))
     if info is not None and info.etag != etag:
-        return settle_tags(storage, records, key, rule, etag)
+        settle_tags(storage, records, key, rule, etag)
+        return True
     v = verdict_from_result(result)
     if info is None or v is None:
-        return 0
+        return False
     tags = storage.get_tags(records.bucket, key)
     if tags is None or tags.get(tagging.STATUS) != "PENDING":
-        return 0
+        return False
     logger.warning("a PENDING tag landed after the verdict; the verdict's tags were put back",
                    extra={"outcome": v.outcome})
     storage.put_tags(records.bucket, key, merge_logged(tags, status_tags(rule, v), managed_tags(rule)))
-    return 1
+    return False
 
 
 class ActionRunner:

@@ -10,7 +10,7 @@ from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
-from .records import RecordId, Records, rewritten_since
+from .records import RecordId, Records, doubtful
 from .results import Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -31,7 +31,7 @@ _UNREAD: Any = object()
 def not_about(info: Any, claim: dict[str, Any], v: Verdict) -> bool:
     """Whether `v` may be about other bytes than the object now holds: it was written again after the
     job was recorded, or ImageInspect measured a file of another size than the one submitted."""
-    if rewritten_since(info.last_modified, claim):
+    if doubtful(info.last_modified, claim, info.version_id):
         return True
     measured = v.details.get("PicSize") if isinstance(v.details, dict) else None
     submitted = int(claim.get("size") or 0)
@@ -93,7 +93,8 @@ class Completer:
             # event not come (or its takeover die), the marker kept for a rewrite has reconcile submit it.
             logger.warning("the object was rewritten while its job ran; the verdict may be about other bytes",
                            extra={"outcome": v.outcome})
-            record = records.put_result if rewritten_since(seen.info.last_modified, claim) else records.write_result
+            rewritten = doubtful(seen.info.last_modified, claim, seen.info.version_id)
+            record = records.put_result if rewritten else records.write_result
             record(rid, job_id=job_id, outcome=v.outcome, applied="stale", reason="RewrittenWhileInspected")
             return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         return self.apply(records, rid, rule, v,

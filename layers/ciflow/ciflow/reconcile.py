@@ -22,7 +22,7 @@ from .concurrency import Failed, settled, together
 from .errors import PermanentError, RetryableError
 from .log import bind, context_value, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, in_flight, rewritten_since
+from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, doubtful, in_flight
 from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
@@ -179,7 +179,7 @@ class Reconciler(Ports):
         (A-B-A). While the key still holds these bytes, they need a job of their own: the rewrite's event
         normally starts it, and this takes over should that event never have come (or its takeover died)."""
         info = self.storage.head(bucket, rid.key)
-        if info is None or info.etag != rid.etag or not rewritten_since(info.last_modified, claim):
+        if info is None or info.etag != rid.etag or not doubtful(info.last_modified, claim, info.version_id):
             return "applied"
         logger.warning("a verdict set aside for a rewrite; the current bytes get a new job")
         read = read_attempt(claim)

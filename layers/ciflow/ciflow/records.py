@@ -27,7 +27,7 @@ from typing import Any, Optional
 from .concurrency import together
 from .errors import RetryableError
 from .log import logger
-from .storage import Storage
+from .storage import Storage, is_version
 
 # A claim without a job id older than this may be taken over: its submitter died, or let go.
 STALE_CLAIM_SECONDS = 300
@@ -49,6 +49,8 @@ def claim_lease(time_limit_ms: Any) -> float:
 
 # Set on a claim as read: its Last-Modified by COS's clock, i.e. when its job was last recorded.
 WRITTEN = "_written"
+# Set on a claim whose submitter saw other content at the key right after POST /jobs: the job may read it.
+OTHER_CONTENT = "other_content_at_submit"
 
 
 def rewritten_since(info_modified: float, claim: dict[str, Any]) -> bool:
@@ -56,6 +58,20 @@ def rewritten_since(info_modified: float, claim: dict[str, Any]) -> bool:
     seconds): then CI may have read other bytes than the ones the job was submitted for (A-B-A)."""
     written = float(claim.get(WRITTEN) or 0)
     return bool(info_modified and written and claim.get("job_id") and info_modified > written)
+
+
+def doubtful(info_modified: float, claim: dict[str, Any], version_id: str = "") -> bool:
+    """Whether the claim's job cannot vouch for the bytes the object holds now: rewritten since (above);
+    another version than the one submitted (on a versioned bucket the version id tells a rewrite within
+    the same second); or other content was at the key right after the job was submitted (CI reads the
+    object when the job runs). Submitters act on the first only (a repeated event looks like the other
+    two); for the others the verdict is set aside, and reconcile gets the bytes a new job."""
+    if not claim.get("job_id"):
+        return False
+    recorded = str(claim.get("version_id") or "")
+    if is_version(version_id) and is_version(recorded) and version_id != recorded:
+        return True
+    return bool(claim.get(OTHER_CONTENT)) or rewritten_since(info_modified, claim)
 
 
 def in_flight(claim: dict[str, Any], age: float) -> bool:

@@ -152,8 +152,9 @@ def verdict(detail: dict[str, Any], rule: Any = None) -> Optional[Verdict]:
 def verdict_from_result(doc: Optional[dict[str, Any]]) -> Optional[Verdict]:
     """The verdict a result record holds, or None when it holds none (the object was gone or had
     changed before any verdict was known, or CI lost the job): such content needs a new job."""
-    if not doc or not doc.get("outcome") or doc.get("applied") == "stale":
-        # "stale": the object had changed by the time the verdict came, so which bytes CI read is unknown.
+    if not doc or not doc.get("outcome") or doc.get("applied") in ("stale", "object-missing"):
+        # "stale": the object had changed by the time the verdict came; "object-missing": it was gone. Either
+        # way CI may have read other bytes (it reads the object when the job runs): which ones is unknown.
         return None
     if doc.get("outcome") == "FAILED" and doc.get("reason") in RETRY_REASONS:
         return None

@@ -16,6 +16,7 @@ from .jobs import build_job, callback_url
 from .log import bind, context_value, logger
 from .ports import Ports
 from .records import (
+    OTHER_CONTENT,
     STALE_CLAIM_SECONDS,
     RecordId,
     Records,
@@ -222,7 +223,7 @@ class Submitter(Ports):
             claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
                                          lost=int(claim.get("lost") or 0) + (1 if lost else 0),
                                          claimed_at=int(time.time()), version_id=info.version_id, size=info.size,
-                                         lease=self.lease, replaced=replaced_jobs(claim))
+                                         lease=self.lease, replaced=replaced_jobs(claim), **{OTHER_CONTENT: False})
             # The marker again, now that the attempt is recorded: a late completion of the replaced attempt
             # that dropped it before seeing this attempt cannot drop it after.
             tags, marked = settled(lambda: self.storage.get_tags(bucket, info.key),
@@ -273,8 +274,16 @@ class Submitter(Ports):
                            extra={"rule": rule.name, "job_id": job_id, "error": str(tagged.error)})
         # settle_pending goes first: the caller's thread runs the first call, so its own reads (HEAD ∥
         # result) still go out together; a batch inside a pool thread runs one call after another.
-        together(lambda: settle_pending(self.storage, records, info.key, rule, etag),
-                 lambda: self._record_job(records, rid, claim, job_id))
+        other, _ = together(lambda: settle_pending(self.storage, records, info.key, rule, etag),
+                            lambda: self._record_job(records, rid, claim, job_id))
+        if other:
+            # Other bytes were at the key just after POST /jobs (an overwrite, or an event that named older
+            # content): CI reads the object when the job runs, so its verdict cannot vouch for these bytes.
+            # Should they come back, the verdict is set aside and a new job checks them.
+            logger.warning("other content at the key as the job was submitted; its verdict will not count",
+                           extra={"rule": rule.name, "job_id": job_id})
+            records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()),
+                                 **{OTHER_CONTENT: True})
         if isinstance(tagged, Failed) and not isinstance(tagged.error, (RetryableError, PermanentError)):
             raise tagged.error
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
