@@ -2,7 +2,8 @@
 after it), so a late completion of a replaced attempt never removes the marker of the attempt that replaced
 it; reconcile drops markers of other attempts once the current one has its own marker or concluded with a
 verdict, and otherwise moves them onto the current attempt; markers named before they had attempts
-(`<etag>.json`) are handled the same way."""
+(`<etag>.json`) are handled the same way. And a removal that made no older version current needs no
+read before the marker goes."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from ciflow.reconcile import Reconciler
 from ciflow.records import RecordId, Records, claim_of_marker, marker_attempt, pending_work
-from tests.model.cos import NEVER
+from tests.model.cos import ENABLED, NEVER, SUSPENDED
 from tests.model.ports import ModelStorage
 
 BUCKET = "pics-1250000000"
@@ -152,3 +153,29 @@ def test_reconcile_moves_a_marker_that_still_stands_for_work_onto_the_current_at
 
     assert take(recs, storage, marker) is True
     assert markers(storage) == [f"{RID.etag}.2.json"]
+
+
+@pytest.mark.parametrize("kind,revealed_possible", [(NEVER, False), (SUSPENDED, False), (ENABLED, True)])
+def test_a_quarantine_says_whether_an_older_version_may_have_become_current(kind: str,
+                                                                           revealed_possible: bool) -> None:
+    # Only a DELETE of versions by id makes an older version current; a DELETE without one (a bucket without
+    # versioning, or content in COS's "null" version) adds a delete marker at most: nothing to look for after.
+    from ciflow.actions import ActionRunner
+    from ciflow.results import Verdict
+    from ciflow.settings import load_settings
+    from tests.model.world import default_rules, settings_env
+
+    settings = load_settings(settings_env(CIFLOW_BUCKETS=BUCKET))
+    rules = default_rules(settings)
+    storage = ModelStorage(BUCKET, kind=kind)
+    key = "uploads/a.png"
+    storage.put(BUCKET, key, b"older bytes")
+    storage.put(BUCKET, key, b"suspicious bytes")
+    rule = rules.matching(key, "image/png")[0]
+
+    applied = ActionRunner(storage, BUCKET, rules.quarantine_prefix).apply(
+        rule, key, storage.etag(key), Verdict("SUSPICIOUS", "j1"))
+
+    assert applied.steps[-1] == "quarantined"
+    assert applied.nothing_revealed is not revealed_possible
+    assert (storage.head(BUCKET, key) is not None) is revealed_possible

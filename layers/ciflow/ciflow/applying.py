@@ -116,8 +116,9 @@ class Completer:
         fields = result_fields(v, applied)
         if fields != result_fields(v, expected):
             records.put_result(rid, **fields)   # the object was moved, gone or changed: say so
-        if removes_content(rule, v):
-            # Before the marker goes: should this fail, the work is redone, and this with it.
+        if removes_content(rule, v) and not applied.nothing_revealed:
+            # Before the marker goes: should this fail, the work is redone, and this with it. (Content removed
+            # here without a version id made no older version current: nothing to look for.)
             self.inspect_current(records, rid)
         together((lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
                  if applied.tagged_in_place else None,
