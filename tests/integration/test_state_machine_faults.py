@@ -216,7 +216,7 @@ def pending_markers(dev: Dev, prefix: str = ".ciflow/pending/") -> list[str]:
 def marker_for(dev: Dev, key: str, etag: str, rule: str = "images") -> bool:
     from ciflow.records import RecordId
 
-    return dev.exists(RecordId(key, etag, rule).path(".ciflow/", "pending"))
+    return bool(pending_markers(dev, RecordId(key, etag, rule).markers(".ciflow/")))
 
 
 # --- 1. the same bytes again: quarantine bypass ------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ciflow import tagging
-from ciflow.records import RecordId
+from ciflow.records import RecordId, claim_of_marker
 from ciflow.userdata import decode as decode_user_data
 
 from .ci import CiJob, truth
@@ -164,8 +164,8 @@ class Checks:
         if m.revealed is not None:
             w.reached["an older version became current after a delete"] += 1
         if m.op == "tags" and m.written is not None and m.written.tags.get(tagging.STATUS) == "PENDING":
-            marker = RecordId(m.key, m.written.etag, "images").path(w.record_prefix, "pending")
-            if w.cos.current(w.store, marker) is None:
+            markers = RecordId(m.key, m.written.etag, "images").markers(w.record_prefix)
+            if not w.cos.listing(w.store, markers):
                 w.reached["PENDING written on content with no pending work"] += 1
         if m.op == "put":
             self.add("wrote-user-object", f"{m.actor} wrote over the user's object {m.key}", m.key)
@@ -207,7 +207,7 @@ class Checks:
 
     def _marker_dropped(self, path: str) -> None:
         w = self.world
-        claim = w.cos.current(w.store, path.replace(f"{w.record_prefix}pending/", f"{w.record_prefix}jobs/", 1))
+        claim = w.cos.current(w.store, claim_of_marker(w.record_prefix, path))
         if claim is None:
             return
         job = w.ci.jobs.get(str(json.loads(claim.body).get("job_id") or ""))

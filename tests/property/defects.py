@@ -6,6 +6,7 @@ late tag writes, throttling counted as lost jobs, versioned buckets without arbi
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Callable, Optional
 
@@ -27,9 +28,9 @@ def claim_means_in_flight(world: World) -> None:
             self.created = super().create_claim(rid, doc)
             return self.created
 
-        def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
+        def mark_pending(self, rid: RecordId, version_id: str = "", attempt: int = 1) -> None:
             if self.created:          # runs right after create_claim in the same batch
-                super().mark_pending(rid, version_id)
+                super().mark_pending(rid, version_id, attempt)
 
         def read_result(self, rid: RecordId) -> Optional[dict[str, Any]]:
             # Blind to results only where the submitter decides (not in the tag check it also runs).
@@ -47,11 +48,12 @@ def marker_after_claim(world: World) -> None:
         def create_claim(self, rid: RecordId, doc: dict[str, Any]) -> bool:
             created = super().create_claim(rid, doc)
             if created:   # one write, as it was (no retries of its own)
-                self._put(rid, "pending", {"key": rid.key, "etag": rid.etag, "rule": rid.rule,
-                                           "version_id": str(doc.get("version_id") or "")})
+                self.storage.put(self.store, rid.marker(self.prefix, 1), json.dumps(
+                    {"key": rid.key, "etag": rid.etag, "rule": rid.rule,
+                     "version_id": str(doc.get("version_id") or ""), "attempt": 1}).encode())
             return created
 
-        def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
+        def mark_pending(self, rid: RecordId, version_id: str = "", attempt: int = 1) -> None:
             pass
 
     world.patch(ciflow.submission, "Records", MarkerAfterClaim)

@@ -15,10 +15,10 @@ from typing import Any, Callable, Optional
 from . import tagging
 from .concurrency import together
 from .log import logger
-from .records import RecordId, Records
+from .records import RecordId, Records, pending_work
 from .results import Verdict, verdict_from_result
 from .rules import Rule
-from .storage import ObjectInfo, Storage
+from .storage import ObjectInfo, Storage, is_version
 
 
 @dataclass
@@ -28,7 +28,9 @@ class Applied:
     tags: dict[str, str] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
     tagged_in_place: bool = False    # tags were written on the key itself (check them afterwards)
-    versioned: Optional[bool] = None  # whether the inspected object had a version id ("null" too; None: not seen)
+    # The content was removed here by a DELETE without a version id: no older version became current (on a
+    # versioned bucket it adds a delete marker), so there is none to look for afterwards.
+    nothing_revealed: bool = False
 
 
 @dataclass
@@ -110,19 +112,23 @@ def merge_logged(existing: dict[str, str], ours: list[tuple[str, str]], managed:
 def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: str, rounds: int = 3) -> int:
     """After a tag write meant for content `etag`: if `key` now holds other content, our write may
     have landed on it, so that content's status tags are rewritten from its own records (its verdict,
-    else PENDING while it has pending work, i.e. a pending marker, else none of ours). Returns the number
-    of repairs."""
+    else PENDING while it has pending work (`Records.has_pending`: a marker of its current attempt, or one
+    reconcile acts on), else none of ours). Returns the number of repairs."""
     repairs = 0
     for _ in range(rounds):
         info = storage.head(records.bucket, key)
         if info is None or info.etag == etag:
             return repairs
         rid = RecordId(key, info.etag, rule.name)
-        result, pending, tags = together(lambda r=rid: records.read_result(r), lambda r=rid: records.has_pending(r),
-                                         lambda: storage.get_tags(records.bucket, key))
+        # Records.has_pending's reads, sent together with the others (a batch inside a pool thread would not be).
+        result, claim, markers, tags = together(lambda r=rid: records.read_result(r),
+                                                lambda r=rid: records.read_claim(r),
+                                                lambda r=rid: records.marker_attempts(r),
+                                                lambda: storage.get_tags(records.bucket, key))
         if tags is None:
             return repairs
         v = verdict_from_result(result)
+        pending = pending_work(markers, claim, result)
         ours = status_tags(rule, v) if v is not None else pending_tags(rule) if pending else []
         merged = merge_logged(tags, ours, managed_tags(rule))
         if merged != tags:
@@ -181,11 +187,7 @@ class ActionRunner:
         together with the first write, once the object is known to hold the inspected content."""
         if seen is None:
             seen = self.observe(rule, key, v)
-        out = self._apply(rule, key, etag, v, seen, alongside)
-        if seen.info is not None:
-            # Any version id, COS's "null" included (a Suspended bucket may hold older versions)
-            out.versioned = bool(seen.info.version_id)
-        return out
+        return self._apply(rule, key, etag, v, seen, alongside)
 
     def _apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Seen,
                alongside: Optional[Callable[[], Any]]) -> Applied:
@@ -215,6 +217,7 @@ class ActionRunner:
             return self._after_source_gone(key, prefix, v, actions)
         if "delete" in actions:
             self.storage.delete_content(self.bucket, key, etag, info.version_id)
+            out.nothing_revealed = not is_version(info.version_id)
             out.final_key = None
             out.tagged_in_place = False
             out.steps.append("deleted")
@@ -247,6 +250,7 @@ class ActionRunner:
         # answer came late may have been overtaken by a new upload, which must not be deleted.
         together((lambda: self.storage.make_private(self.bucket, dest)) if "make_private" in actions else None,
                  lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id))
+        out.nothing_revealed = not is_version(info.version_id)
         if "make_private" in actions:
             out.steps.append("made-private")
         out.steps.append("quarantined" if prefix == self.quarantine_prefix else f"moved to {prefix}")

@@ -93,34 +93,36 @@ class Completer:
             # event not come (or its takeover die), the marker kept for a rewrite has reconcile submit it.
             logger.warning("the object was rewritten while its job ran; the verdict may be about other bytes",
                            extra={"outcome": v.outcome})
-            rewritten = doubtful(seen.info.last_modified, claim, seen.info.version_id)
-            record = records.put_result if rewritten else records.write_result
-            record(rid, job_id=job_id, outcome=v.outcome, applied="stale", reason="RewrittenWhileInspected")
+            kept = doubtful(seen.info.last_modified, claim, seen.info.version_id)
+            records.write_result(rid, None if kept else ud.attempt, job_id=job_id, outcome=v.outcome,
+                                 applied="stale", reason="RewrittenWhileInspected")
             return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         return self.apply(records, rid, rule, v,
-                          lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside))
+                          lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside), ud.attempt)
 
-    def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any) -> dict[str, Any]:
+    def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any,
+              marker: Optional[int]) -> dict[str, Any]:
         """Run the actions, recording the result together with their first write; then check our tag
-        write and drop the pending marker. The marker is what says "done": it goes only after every
-        action finished, so a crash anywhere leaves work that reconcile finds and redoes."""
+        write and drop the pending marker of attempt `marker` (None: none to drop). The marker is what says
+        "done": it goes only after every action finished, so a crash anywhere leaves work that reconcile
+        finds and redoes."""
         expected = Applied("applied", expected_final_key(rule, v, rid.key, self.rules.quarantine_prefix))
         try:
             applied = act(lambda: records.put_result(rid, **result_fields(v, expected)))
         except PermanentError as exc:
             logger.error("could not apply the verdict", extra={"code": exc.code})
-            records.write_result(rid, job_id=v.job_id, outcome=v.outcome, applied="error", reason=exc.code)
+            records.write_result(rid, marker, job_id=v.job_id, outcome=v.outcome, applied="error", reason=exc.code)
             return {"job_id": v.job_id, "status": "error", "code": exc.code}
         fields = result_fields(v, applied)
         if fields != result_fields(v, expected):
             records.put_result(rid, **fields)   # the object was moved, gone or changed: say so
-        if removes_content(rule, v) and applied.versioned is not False:
-            # Before the marker goes: should this fail, the work is redone, and this with it. An object
-            # seen without a version id lives in a bucket that never had versioning: nothing to reveal.
+        if removes_content(rule, v) and not applied.nothing_revealed:
+            # Before the marker goes: should this fail, the work is redone, and this with it. (Content removed
+            # here without a version id made no older version current: nothing to look for.)
             self.inspect_current(records, rid)
         together((lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
                  if applied.tagged_in_place else None,
-                 lambda: records.drop_pending(rid))
+                 (lambda: records.drop_pending(rid, marker)) if marker is not None else None)
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})
         return {"job_id": v.job_id, "key": rid.key, "rule": rule.name, "outcome": v.outcome, "status": applied.status,
@@ -144,11 +146,14 @@ class Completer:
             else:
                 logger.warning("content became current again; marked for inspection",
                                extra={"version_id": info.version_id})
+                # The marker of attempt 1: should these bytes have a claim of a later attempt, reconcile acts on
+                # it all the same, as that attempt did not conclude with a verdict (`superseded_marker_needed`).
                 records.mark_pending(current, info.version_id)
         bind(key=rid.key, etag=rid.etag, rule=rid.rule)
 
     def reapply(self, records: Records, rid: RecordId, rule: Rule, known: Verdict) -> None:
-        """Apply the verdict known for these bytes to the object holding them now, without a new job."""
+        """Apply the verdict known for these bytes to the object holding them now, without a new job (and
+        without a marker to drop: none was written for this)."""
         runner = ActionRunner(self.storage, records.bucket, self.rules.quarantine_prefix)
         self.apply(records, rid, rule, known, lambda alongside: runner.apply(
-            rule, rid.key, rid.etag, known, alongside=alongside))
+            rule, rid.key, rid.etag, known, alongside=alongside), None)

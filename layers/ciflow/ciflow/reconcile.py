@@ -9,6 +9,9 @@ claim next to it and asks CI about all their jobs in a few batched queries:
 - never recorded (the submitter died) → taken over once its lease has run out;
 - still queued or running after `reconcile_give_up_seconds` → FAILED with reason `Timeout`;
 - the object is gone or was overwritten → recorded, nothing else to do.
+A marker of another attempt than the claim's current one (a replaced attempt's, or one named before markers
+had attempts) is dropped when the current attempt's marker exists or that attempt concluded with a verdict;
+otherwise the current attempt's marker takes its place and the claim is acted on as above.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from .concurrency import Failed, settled, together
 from .errors import PermanentError, RetryableError
 from .log import bind, context_value, logger
 from .ports import Ports
-from .records import STALE_CLAIM_SECONDS, RecordId, Records, claim_lease, doubtful, in_flight
+from .records import (
+    STALE_CLAIM_SECONDS,
+    RecordId,
+    Records,
+    claim_lease,
+    doubtful,
+    in_flight,
+    marker_attempt,
+    superseded_marker_needed,
+)
 from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
@@ -43,6 +55,7 @@ class Summary:
         self.checked = self.young = self.applied = self.resubmitted = 0
         self.failed = self.gone = self.waiting = self.errors = 0
         self.deferred = 0  # old enough, but past this run's cap: the next run takes them, oldest first
+        self.superseded = 0  # markers of a replaced attempt, dropped (the current attempt has its own, or is done)
         self.details: list[dict[str, Any]] = []
 
 
@@ -73,7 +86,8 @@ class Reconciler(Ports):
         summary = Summary()
         for bucket in buckets or list(self.settings.buckets):
             records = Records.of(self.storage, bucket, self.settings)
-            markers, young, deferred = records.pending_markers(self.settings.reconcile_after_seconds, limit)
+            listed: set[str] = set()
+            markers, young, deferred = records.pending_markers(self.settings.reconcile_after_seconds, limit, listed)
             summary.young += young
             summary.deferred += deferred
             claims = together(*[(lambda m=m, r=records: self._claim_for(r, m)) for m in markers])
@@ -82,8 +96,8 @@ class Reconciler(Ports):
             # Jobs are checked (and their verdicts applied) a few at a time: each takes several round trips.
             for start in range(0, len(markers), PARALLEL_CHECKS):
                 chunk = list(zip(markers, claims))[start:start + PARALLEL_CHECKS]
-                outcomes = settled(*[(lambda m=m, f=f, r=records, b=bucket, d=details: self.check(b, r, m, f, d))
-                                     for m, f in chunk])
+                outcomes = settled(*[(lambda m=m, f=f, r=records, b=bucket, d=details, ls=listed:
+                                      self.check(b, r, m, f, d, ls)) for m, f in chunk])
                 for out in outcomes:
                     summary.checked += 1
                     if isinstance(out, Failed):
@@ -107,7 +121,7 @@ class Reconciler(Ports):
         return records.read_claim_at(records.claim_key(marker))
 
     def check(self, bucket: str, records: Records, marker: str, found: Optional[tuple[dict[str, Any], float]],
-              details: dict[str, dict[str, Any]]) -> tuple[Optional[RecordId], str]:
+              details: dict[str, dict[str, Any]], listed: Any = frozenset()) -> tuple[Optional[RecordId], str]:
         if found is None:
             # A marker whose claim was never written (the submitter died between the two).
             rid = records.read_pending(marker)
@@ -119,9 +133,12 @@ class Reconciler(Ports):
             claim, age = found
             rid = RecordId(str(claim.get("key", "")), str(claim.get("etag", "")), str(claim.get("rule", "")))
         bind(bucket=bucket, key=rid.key, etag=rid.etag, rule=rid.rule)
+        current = int(claim.get("attempts") or 1) if claim else 1
+        if marker_attempt(marker) != current and not self._take_marker(records, rid, marker, claim, current, listed):
+            return rid, "superseded"
         rule = self.rules.by_name(rid.rule)
         if rule is None:
-            records.write_result(rid, applied="unknown-rule", **read_attempt(claim))
+            records.write_result(rid, current, applied="unknown-rule", **read_attempt(claim))
             return rid, "gone"
         job_id = str(claim.get("job_id") or "")
         if not job_id:
@@ -143,7 +160,7 @@ class Reconciler(Ports):
         detail = details.get(job_id)
         if detail is None:
             if int(claim.get("lost") or 0) + 1 >= self.settings.max_submit_attempts:
-                return rid, self._fail(bucket, records, rid, rule, job_id, "JobLost")
+                return rid, self._fail(bucket, records, rid, rule, job_id, "JobLost", current)
             logger.warning("CI lost the job; resubmitting", extra={"job_id": job_id, "lost": claim.get("lost", 0)})
             return rid, self._resubmit(bucket, records, rid, rule, lost=True, claim=claim)
         if is_final(detail):
@@ -155,8 +172,28 @@ class Reconciler(Ports):
                 return rid, self._resubmit_set_aside(bucket, records, rid, rule, claim)
             return rid, "applied"
         if age > self.settings.reconcile_give_up_seconds:
-            return rid, self._fail(bucket, records, rid, rule, job_id, "Timeout")
+            return rid, self._fail(bucket, records, rid, rule, job_id, "Timeout", current)
         return rid, "waiting"
+
+    @staticmethod
+    def _take_marker(records: Records, rid: RecordId, marker: str, claim: dict[str, Any], current: int,
+                     listed: Any) -> bool:
+        """A marker of another attempt than the claim's current one: a replaced attempt's (whose completion
+        did not drop it), one a submit wrote before finding the claim, one named before markers had attempts,
+        or a newer attempt's whose taker-over died before recording it. It is dropped when the current
+        attempt has its own marker, or (an older one) when that attempt concluded with a verdict. Otherwise
+        it still stands for work: the current attempt's marker takes its place (written first, so a crash
+        leaves one), and the claim is acted on. True when it is acted on."""
+        older = marker_attempt(marker) is None or int(marker_attempt(marker) or 0) < current
+        if rid.marker(records.prefix, current) in listed or (
+                older and claim and not superseded_marker_needed(claim, records.read_result(rid))):
+            records.drop_marker(marker)
+            return False
+        logger.info("a marker of another attempt stands for the current one",
+                    extra={"marker": marker.rsplit("/", 1)[-1], "attempt": current})
+        records.mark_pending(rid, str(claim.get("version_id") or ""), current)
+        records.drop_marker(marker)
+        return True
 
     def _resubmit(self, bucket: str, records: Records, rid: RecordId, rule: Any, lost: bool,
                   claim: dict[str, Any]) -> str:
@@ -164,7 +201,8 @@ class Reconciler(Ports):
         if info is None or info.etag != rid.etag:
             # The object is gone or holds other content (which has its own claim and marker).
             # (About the attempt read: should a newer one have started meanwhile, the result does not conclude it.)
-            records.write_result(rid, applied="object-missing" if info is None else "stale", **read_attempt(claim))
+            records.write_result(rid, read_attempt(claim)["attempt"] or 1,
+                                 applied="object-missing" if info is None else "stale", **read_attempt(claim))
             return "gone"
         # The takeover replaces the attempt read here only: by the time it runs, another taker-over (an
         # overlapping run, the platform's retry) may have started a newer one, whose job must not get a twin.
@@ -186,12 +224,13 @@ class Reconciler(Ports):
         job = self.submitter.submit(bucket, info, rule, takeover=True, based_on=(read["attempt"], read["job_id"]))
         return "resubmitted" if job else "waiting"
 
-    def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str) -> str:
+    def _fail(self, bucket: str, records: Records, rid: RecordId, rule: Any, job_id: str, reason: str,
+              attempt: int) -> str:
         logger.error("giving up on a job", extra={"job_id": job_id, "reason": reason})
         v = Verdict("FAILED", job_id, reason=reason)
         runner = ActionRunner(self.storage, bucket, self.rules.quarantine_prefix)
         self.completer.apply(records, rid, rule, v,
-                             lambda alongside: runner.apply(rule, rid.key, rid.etag, v, alongside=alongside))
+                             lambda alongside: runner.apply(rule, rid.key, rid.etag, v, alongside=alongside), attempt)
         return "failed"
 
 

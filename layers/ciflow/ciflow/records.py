@@ -5,9 +5,12 @@
   (to add the job id), so it never races with the callback.
 - ``results/<rule>/<h>/<etag>.json``  the *result*: written by whoever applied the verdict
   (callback or reconcile), after every action finished. Its presence means "done".
-- ``pending/<rule>/<h>/<etag>.json``  a marker that exists from claim to result, so the reconcile
-  timer lists only unfinished work. It is written together with the claim (and re-written by anyone
-  who finds a claim without a job), so no claim exists that reconcile cannot find.
+- ``pending/<rule>/<h>/<etag>.<attempt>.json``  a marker per attempt that exists from its start to
+  its result, so the reconcile timer lists only unfinished work. Attempt 1's is written together with
+  the claim (and re-written by any submit that finds a claim); a takeover writes the new attempt's
+  marker before it records that attempt in the claim. So no claim exists that reconcile cannot find,
+  and the completion of an attempt drops exactly its own marker, never a newer attempt's. Markers
+  written before markers had attempts (``<etag>.json``) are read as markers of an older attempt.
 
 docs/reliability.md describes who writes each record, under which condition, and what every crash
 point leaves behind.
@@ -26,7 +29,7 @@ from typing import Any, Optional
 
 from .concurrency import together
 from .errors import RetryableError
-from .log import logger
+from .results import verdict_from_result
 from .storage import Storage, is_version
 
 # A claim without a job id older than this may be taken over: its submitter died, or let go.
@@ -121,6 +124,53 @@ class RecordId:
         digest = hashlib.sha256(self.key.encode("utf-8")).hexdigest()[:32]
         return f"{state_prefix}{kind}/{self.rule}/{digest}/{self.etag}.json"
 
+    def marker(self, state_prefix: str, attempt: int) -> str:
+        """The pending marker of one attempt."""
+        return self.path(state_prefix, "pending")[: -len("json")] + f"{attempt}.json"
+
+    def markers(self, state_prefix: str) -> str:
+        """The prefix every pending marker of this rid starts with (an ETag holds no dot; a marker written
+        before markers had attempts, `<etag>.json`, starts with it too)."""
+        return self.path(state_prefix, "pending")[: -len("json")]
+
+
+def marker_attempt(marker_key: str) -> Optional[int]:
+    """The attempt a pending marker's name carries; None for a marker named before markers had attempts."""
+    name = marker_key.rsplit("/", 1)[-1][: -len(".json")]
+    head, _, tail = name.rpartition(".")
+    return int(tail) if head and tail.isdigit() else None
+
+
+def claim_of_marker(state_prefix: str, marker_key: str) -> str:
+    """The claim beside a pending marker under `state_prefix` (same rule, key hash and ETag)."""
+    rest = marker_key[len(state_prefix + "pending/"):]
+    attempt = marker_attempt(rest)
+    if attempt is not None:
+        rest = rest[: -len(f".{attempt}.json")] + ".json"
+    return state_prefix + "jobs/" + rest
+
+
+def pending_work(attempts: list[Optional[int]], claim: Optional[dict[str, Any]],
+                 result: Optional[dict[str, Any]]) -> bool:
+    """Whether a rid whose markers carry `attempts` (None: a marker named without one) has work pending: a
+    marker of the claim's current attempt (or a newer one, whose taker-over has not recorded it yet), or a
+    marker of an older attempt while the current one has not concluded with a verdict (its own marker was
+    never written, or the content needs a new job): reconcile acts on such a marker."""
+    if not attempts:
+        return False
+    current = int(claim.get("attempts") or 1) if claim else 1
+    if any(a is not None and a >= current for a in attempts):
+        return True
+    return superseded_marker_needed(claim, result)
+
+
+def superseded_marker_needed(claim: Optional[dict[str, Any]], result: Optional[dict[str, Any]]) -> bool:
+    """Whether a marker of another attempt than the claim's current one (whose own marker is missing) still
+    stands for work: unless the current attempt concluded with a verdict, reconcile acts on it."""
+    if claim is None:
+        return True
+    return result is None or not concludes(result, claim) or verdict_from_result(result) is None
+
 
 def _load(raw: Optional[bytes]) -> Optional[dict[str, Any]]:
     if raw is None:
@@ -184,24 +234,39 @@ class Records:
             return True
         return False
 
-    def mark_pending(self, rid: RecordId, version_id: str = "") -> None:
-        """The marker reconcile lists. Written together with the claim, and again by anyone who finds a
-        claim without a job, so nothing can exist that reconcile cannot find."""
-        doc = {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "version_id": version_id}
+    def mark_pending(self, rid: RecordId, version_id: str = "", attempt: int = 1) -> None:
+        """The marker of `attempt` that reconcile lists. Attempt 1's is written together with the claim, and
+        again by any submit that finds a claim; a takeover writes its attempt's before recording it in the
+        claim. So nothing can exist that reconcile cannot find."""
+        doc = {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "version_id": version_id, "attempt": attempt}
+        body = json.dumps(doc).encode()
         # It is what reconcile finds, so a burst of 5xx answers longer than the SDK's own retries is
         # outlasted here rather than left to the platform's few retries of the whole event.
-        for attempt in range(1, MARKER_TRIES + 1):
+        for tries in range(1, MARKER_TRIES + 1):
             try:
-                self._put(rid, "pending", doc)
+                self.storage.put(self.store, rid.marker(self.prefix, attempt), body)
                 return
             except RetryableError:
-                if attempt == MARKER_TRIES:
+                if tries == MARKER_TRIES:
                     raise
-                time.sleep(0.25 * attempt)
+                time.sleep(0.25 * tries)
+
+    def marker_attempts(self, rid: RecordId) -> list[Optional[int]]:
+        """The attempts of the markers `rid` has (one LIST; None for a marker named without an attempt)."""
+        found: list[Optional[int]] = []
+        token = None
+        while True:
+            objects, token, _ = self.storage.list_page(self.store, rid.markers(self.prefix), token)
+            found += [marker_attempt(o.key) for o in objects]
+            if token is None:
+                return found
 
     def has_pending(self, rid: RecordId) -> bool:
-        """Whether work for `rid` is pending (its marker exists): what a PENDING tag on its content says."""
-        return self.storage.get(self.store, rid.path(self.prefix, "pending")) is not None
+        """Whether work for `rid` is pending (`pending_work`): what a PENDING tag on its content says. One
+        round trip: its markers ∥ the claim ∥ the result."""
+        attempts, claim, result = together(lambda: self.marker_attempts(rid), lambda: self.read_claim(rid),
+                                           lambda: self.read_result(rid))
+        return pending_work(attempts, claim, result)
 
     def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:
         record = self.read_claim_record(rid)
@@ -213,7 +278,7 @@ class Records:
 
     def claim_key(self, marker_key: str) -> str:
         """The claim beside a pending marker (same rule, key hash and ETag)."""
-        return self.prefix + "jobs/" + marker_key[len(self.prefix + "pending/"):]
+        return claim_of_marker(self.prefix, marker_key)
 
     def read_claim_at(self, claim_key: str) -> Optional[tuple[dict[str, Any], float]]:
         # On a versioned bucket a losing contender may have left its fresh claim as the current version.
@@ -242,18 +307,13 @@ class Records:
     def clear_result(self, rid: RecordId) -> None:
         self.storage.delete(self.store, rid.path(self.prefix, "results"))
 
-    def drop_pending(self, rid: RecordId) -> None:
-        """Remove the marker once the claim's work is concluded. A completion can land late, after a takeover
-        started a newer attempt that shares the marker: so the claim and result are read after the delete,
-        and the marker is put back unless the result concludes the claim's current attempt. (A taker-over
-        writes the marker again after recording its attempt, so one that records it after these reads keeps
-        its marker.)"""
-        self.storage.delete(self.store, rid.path(self.prefix, "pending"))
-        claim, result = together(lambda: self.read_claim(rid), lambda: self.read_result(rid))
-        if claim is not None and (result is None or not concludes(result, claim)):
-            logger.warning("a newer attempt shares this pending marker; it is kept",
-                           extra={"attempt": claim.get("attempts"), "job_id": claim.get("job_id", "")})
-            self.mark_pending(rid, str(claim.get("version_id") or ""))
+    def drop_pending(self, rid: RecordId, attempt: int) -> None:
+        """Remove the marker of `attempt` once its work is concluded: one DELETE. A completion that lands late,
+        after a takeover started a newer attempt, removes its own marker only, never the newer attempt's."""
+        self.drop_marker(rid.marker(self.prefix, attempt))
+
+    def drop_marker(self, marker_key: str) -> None:
+        self.storage.delete(self.store, marker_key)
 
     def put_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
         """Record the final outcome (the pending marker stays until `drop_pending`)."""
@@ -261,10 +321,12 @@ class Records:
         self._put(rid, "results", doc)
         return doc
 
-    def write_result(self, rid: RecordId, **fields: Any) -> dict[str, Any]:
-        """Record the final outcome, then drop the pending marker (in that order: never lose work)."""
+    def write_result(self, rid: RecordId, marker: Optional[int] = None, **fields: Any) -> dict[str, Any]:
+        """Record the final outcome, then drop the pending marker of attempt `marker` (in that order: never
+        lose work)."""
         doc = self.put_result(rid, **fields)
-        self.drop_pending(rid)
+        if marker is not None:
+            self.drop_pending(rid, marker)
         return doc
 
     def read_pending(self, marker_key: str) -> Optional[RecordId]:
@@ -278,16 +340,19 @@ class Records:
         self.storage.delete(self.store, marker_key)  # unreadable marker: nothing can be done with it
         return None
 
-    def pending_markers(self, older_than: float, limit: int) -> tuple[list[str], int, int]:
+    def pending_markers(self, older_than: float, limit: int,
+                        listed: Optional[set[str]] = None) -> tuple[list[str], int, int]:
         """Marker keys older than `older_than` seconds by COS's clock, oldest first, at most `limit`;
         then how many are younger, and how many old ones the cap left for the next run. The listing
         carries each marker's age, so young markers cost no read, and the oldest are served first so
-        no job starves behind the cap."""
+        no job starves behind the cap. Every marker key listed is added to `listed`."""
         aged: list[tuple[float, str]] = []
         young = 0
         token = None
         while True:
             objects, token, now = self.storage.list_page(self.store, f"{self.prefix}pending/", token)
+            if listed is not None:
+                listed.update(o.key for o in objects)
             for o in objects:
                 modified = o.last_modified.timestamp() if o.last_modified is not None else 0.0
                 if now - modified >= older_than:

@@ -215,26 +215,32 @@ class Submitter(Ports):
             if not records.take_over(rid, attempt + 1, self.lease):
                 logger.info("another taker-over won this attempt", extra={"rule": rule.name, "attempt": attempt + 1})
                 return None
-            if stored is not None:
-                records.clear_result(rid)
+            # The new attempt's own marker first, then the attempt in the claim: a crash in between leaves a
+            # marker reconcile finds (of an attempt the claim does not hold yet), and a late completion of the
+            # replaced attempt drops that attempt's marker only.
+            for outcome in settled(lambda: records.mark_pending(rid, info.version_id, attempt + 1),
+                                   (lambda: records.clear_result(rid)) if stored is not None else None):
+                if isinstance(outcome, Failed):
+                    raise outcome.error
             # A new attempt number makes callbacks of the jobs it replaces recognisably superseded, and the
             # jobs it replaces tell their late results apart. Only a job CI really lost counts against the
             # give-up limit.
-            claim = records.update_claim(rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
-                                         lost=int(claim.get("lost") or 0) + (1 if lost else 0),
-                                         claimed_at=int(time.time()), version_id=info.version_id, size=info.size,
-                                         lease=self.lease, replaced=replaced_jobs(claim), **{OTHER_CONTENT: False})
-            # The marker again, now that the attempt is recorded: a late completion of the replaced attempt
-            # that dropped it before seeing this attempt cannot drop it after.
-            tags, marked = settled(lambda: self.storage.get_tags(bucket, info.key),
-                                   lambda: records.mark_pending(rid, info.version_id))
-            for outcome in (marked, tags):
-                if isinstance(outcome, Failed):
-                    self._release(records, rid, claim)
-                    raise outcome.error
+            recorded, tags = settled(lambda: records.update_claim(
+                rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
+                lost=int(claim.get("lost") or 0) + (1 if lost else 0), claimed_at=int(time.time()),
+                version_id=info.version_id, size=info.size, lease=self.lease, replaced=replaced_jobs(claim),
+                **{OTHER_CONTENT: False}),
+                lambda: self.storage.get_tags(bucket, info.key))
+            if isinstance(recorded, Failed):
+                raise recorded.error
+            claim = recorded
+            if isinstance(tags, Failed):
+                self._release(records, rid, claim)
+                raise tags.error
         if tags is None:
             # The object vanished before its job was submitted: nothing to inspect.
-            records.write_result(rid, applied="object-missing", attempt=int(claim["attempts"]), job_id="")
+            records.write_result(rid, int(claim["attempts"]), applied="object-missing",
+                                 attempt=int(claim["attempts"]), job_id="")
             logger.warning("object not found; nothing to inspect", extra={"rule": rule.name})
             return None
         attempt = int(claim["attempts"])
@@ -256,7 +262,7 @@ class Submitter(Ports):
         if isinstance(detail, Failed):
             if isinstance(detail.error, PermanentError):
                 records.update_claim(rid, claim, status="FAILED", reason=detail.error.code)
-                records.write_result(rid, outcome="FAILED", reason=detail.error.code, applied="submit-failed",
+                records.write_result(rid, attempt, outcome="FAILED", reason=detail.error.code, applied="submit-failed",
                                      attempt=attempt, job_id="")
             elif isinstance(detail.error, RetryableError):
                 # Release the claim so the platform's retry of this event takes over at once (it looks
@@ -330,9 +336,11 @@ class Submitter(Ports):
         logger.info("verdict known for this content; re-applied",
                     extra={"rule": rule.name, "outcome": known.outcome, "job_id": known.job_id})
         runner = ActionRunner(self.storage, records.bucket, self.rules.quarantine_prefix)
+        # The marker to drop is the one this submit wrote (attempt 1's); the attempt whose verdict this is
+        # dropped its own when it concluded.
         Completer(self.storage, self.ci, self.settings, self.rules).apply(
             records, rid, rule, known, lambda alongside: runner.apply(rule, info.key, rid.etag, known,
-                                                                     alongside=alongside))
+                                                                     alongside=alongside), 1)
 
     def _mark(self, bucket: str, info: ObjectInfo, ours: list[Any]) -> None:
         existing = self.storage.get_tags(bucket, info.key)
