@@ -131,6 +131,12 @@ STEERING: dict[str, dict[str, Any]] = {
                     "CI finishes a job": 1, "stalled request resumes": 1},
         "faults": (("fail", "ci.create"), ("crash", "ci.create")),
     },
+    # A claim whose age a skewed clock overstates looks stale while its submitter is still at work (held up
+    # before POST /jobs), so a repeated event takes it over: more repeated events and clock skews.
+    "local-clock-ages": {
+        "weights": {"duplicate event": 4, "skew a clock": 3},
+        "faults": (("stall", "ci.create"), ("stall", "cos.get_object_tagging")),
+    },
 }
 
 DEFECTS: dict[str, Callable[[World], None]] = {

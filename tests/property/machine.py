@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.model.cos import NEVER
-from tests.model.world import OPERATIONS, RESUME_MODES, World
+from tests.model.world import FAULT_KINDS, OPERATIONS, RESUME_MODES, World
 
 from .defects import DEFECTS
 
@@ -150,6 +150,9 @@ class Config:
     def fault_plans(self, focus: tuple[str, str]) -> Any:
         """A sequence's fault plans: none, its favoured fault, a random plan, or one the steering offers."""
         kind, operation = focus
+        wrong = [f for f in self.faults if f[0] not in FAULT_KINDS or f[1] not in OPERATIONS]
+        if wrong:
+            raise ValueError(f"no such fault kind or operation: {wrong}")
         choices = [st.just({}), st.just({(operation, 0): kind}), random_plans]
         if self.faults:
             choices.append(st.sampled_from(self.faults).map(lambda f: {(f[1], 0): f[0]}))
