@@ -119,6 +119,28 @@ def local_clock_ages(world: World) -> None:
 # must not tolerate them, or it would count the defect's violations as the finding's.
 OVERLAPS = {"no-version-arbitration": ("contender-claim-left-current",)}
 
+# Where a switch's defect shows, generation is steered (tests/property/machine.py Config): `weights` weighs the
+# actions its mechanism needs (in place of machine.ACTIONS' weights), `faults` offers the faults that start it
+# as a sequence's fault plan.
+# What counts as found is unchanged: any invariant violated, by a sequence that passes without the switch.
+STEERING: dict[str, dict[str, Any]] = {
+    # A takeover that is no loss: POST /jobs failed (or its submitter died) and reconcile takes the claim over;
+    # CI then loses the new job, and reconcile gives up after one loss. Any later event for the same bytes
+    # starts a new job, and new content or a delete hides the verdict, so uploads are rare and deletes absent;
+    # CI finishing jobs, or losing a second one for the same bytes, would end the path as well.
+    "every-takeover-lost": {
+        "weights": {"reconcile": 4, "time passes": 4, "CI loses a job": 2, "upload": 1, "delete": 0,
+                    "CI finishes a job": 1, "stalled request resumes": 1},
+        "faults": (("fail", "ci.create"), ("crash", "ci.create")),
+    },
+    # A claim whose age a skewed clock overstates looks stale while its submitter is still at work (held up
+    # before POST /jobs), so a repeated event takes it over: more repeated events and clock skews.
+    "local-clock-ages": {
+        "weights": {"duplicate event": 4, "skew a clock": 3},
+        "faults": (("stall", "ci.create"), ("stall", "cos.get_object_tagging")),
+    },
+}
+
 DEFECTS: dict[str, Callable[[World], None]] = {
     "claim-means-in-flight": claim_means_in_flight,
     "marker-after-claim": marker_after_claim,

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tests.model.cos import NEVER
-from tests.model.world import OPERATIONS, RESUME_MODES, World
+from tests.model.world import FAULT_KINDS, OPERATIONS, RESUME_MODES, World
 
 from .defects import DEFECTS
 
@@ -66,7 +66,6 @@ ACTIONS = (("upload", 6), ("deliver event", 5), ("CI finishes a job", 4), ("deli
            ("reconcile", 3), ("time passes", 3), ("stalled request resumes", 3), ("SCF retry", 2),
            ("delete", 1), ("duplicate event", 1), ("drop event", 1), ("CI loses a job", 1),
            ("duplicate callback", 1), ("drop callback", 1), ("forge callback", 1), ("skew a clock", 1))
-WEIGHTED = tuple(name for name, weight in ACTIONS for _ in range(weight))
 
 ARGUMENTS: dict[str, Any] = {
     "upload": st.tuples(st.sampled_from(KEYS), st.sampled_from(BODIES), st.sampled_from(FORMS)),
@@ -131,6 +130,33 @@ class Config:
     tolerate: tuple[str, ...] = ()
     defect: str = ""
     delivery: str = "url"           # how CI reports results: url (HTTP callback) or tdmq (a CMQ message)
+    # Steering toward a known defect (its switch names the steps and faults its mechanism needs,
+    # tests/property/defects.py STEERING): weights of actions in place of those of ACTIONS, and faults
+    # (kind, operation) offered as a fault plan beside the random ones. It changes what is generated,
+    # never what is checked.
+    weights: tuple[tuple[str, int], ...] = ()
+    faults: tuple[tuple[str, str], ...] = ()
+
+    def actions(self) -> tuple[str, ...]:
+        """The actions a step picks from, each as often as its weight. Steered actions come first, in the
+        order given: Hypothesis draws the first (and last) of a list more often than their share."""
+        unknown = {name for name, _ in self.weights} - {name for name, _ in ACTIONS}
+        if unknown:
+            raise ValueError(f"no such action: {sorted(unknown)}")
+        steered = dict(self.weights)
+        order = list(self.weights) + [(name, weight) for name, weight in ACTIONS if name not in steered]
+        return tuple(name for name, weight in order for _ in range(weight))
+
+    def fault_plans(self, focus: tuple[str, str]) -> Any:
+        """A sequence's fault plans: none, its favoured fault, a random plan, or one the steering offers."""
+        kind, operation = focus
+        wrong = [f for f in self.faults if f[0] not in FAULT_KINDS or f[1] not in OPERATIONS]
+        if wrong:
+            raise ValueError(f"no such fault kind or operation: {wrong}")
+        choices = [st.just({}), st.just({(operation, 0): kind}), random_plans]
+        if self.faults:
+            choices.append(st.sampled_from(self.faults).map(lambda f: {(f[1], 0): f[0]}))
+        return st.one_of(*choices)
 
     def world(self) -> World:
         w = World(self.bucket_kind, ci_reads=self.ci_reads, tolerate=self.tolerate,
@@ -146,6 +172,8 @@ class Config:
             parts.append(f"CI reads at {self.ci_reads}")
         if self.defect:
             parts.append(f"defect put back: {self.defect}")
+        if self.weights or self.faults:
+            parts.append("steered toward it")
         if self.tolerate:
             parts.append(f"{len(self.tolerate)} open finding(s) tolerated")
         return ", ".join(parts)
@@ -154,9 +182,11 @@ class Config:
 def defect_config(name: str, bucket_kind: str, tolerate: tuple[str, ...]) -> Config:
     """The configuration that puts defect `name` back: every open finding in `tolerate` is tolerated except
     those whose mechanism the switch reintroduces."""
-    from .defects import OVERLAPS
+    from .defects import OVERLAPS, STEERING
 
-    return Config(bucket_kind, defect=name, tolerate=tuple(f for f in tolerate if f not in OVERLAPS.get(name, ())))
+    steer = STEERING.get(name, {})
+    return Config(bucket_kind, defect=name, tolerate=tuple(f for f in tolerate if f not in OVERLAPS.get(name, ())),
+                  weights=tuple(steer.get("weights", {}).items()), faults=tuple(steer.get("faults", ())))
 
 
 # Aggregated over every example of a run (`make explore` prints them), and the last failing sequence.
@@ -171,6 +201,7 @@ class CiflowMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.world = self.config.world()
+        self.weighted = self.config.actions()
         self.trace: list[Step] = []
         self.plans: Any = fault_plans
         self.broken = False
@@ -179,8 +210,7 @@ class CiflowMachine(RuleBasedStateMachine):
 
     @initialize(focus=focuses, submit=initial_skews, callback=initial_skews, reconcile=initial_skews)
     def start(self, focus: tuple[str, str], submit: int, callback: int, reconcile: int) -> None:
-        kind, operation = focus
-        self.plans = st.one_of(st.just({}), st.just({(operation, 0): kind}), random_plans)
+        self.plans = self.config.fault_plans(focus)
         for function, seconds in (("submit", submit), ("callback", callback), ("reconcile", reconcile)):
             if seconds:
                 self.trace.append(("skew a clock", (function, seconds)))
@@ -195,7 +225,7 @@ class CiflowMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def step(self, data: st.DataObject) -> None:
-        action = data.draw(st.sampled_from(WEIGHTED), label="action")
+        action = data.draw(st.sampled_from(self.weighted), label="action")
         if not possible(self.world, action):
             TOTALS["steps with nothing to do"] += 1
             return
