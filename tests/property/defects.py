@@ -124,6 +124,18 @@ OVERLAPS = {"no-version-arbitration": ("contender-claim-left-current",)}
 # as a sequence's fault plan.
 # What counts as found is unchanged: any invariant violated, by a sequence that passes without the switch.
 STEERING: dict[str, dict[str, Any]] = {
+    # Claims met again by later submitters (repeated events, more deliveries), some of them left by a POST
+    # /jobs that failed or whose submitter died, so that "a claim means in flight" is wrong.
+    "claim-means-in-flight": {
+        "weights": {"duplicate event": 3, "time passes": 2, "deliver event": 3},
+        "faults": (("crash", "ci.create"), ("fail", "ci.create")),
+    },
+    # A submitter that dies between its claim and its marker leaves a claim nothing lists: crashes on the
+    # state writes, and no repeated event (its submitter would find the claim and stop as a duplicate).
+    "marker-after-claim": {
+        "weights": {"deliver event": 3, "time passes": 2, "reconcile": 2, "duplicate event": 0},
+        "faults": (("crash", "cos.put_object"),),
+    },
     # A takeover that is no loss: POST /jobs failed (or its submitter died) and reconcile takes the claim over;
     # CI then loses the new job, and reconcile gives up after one loss. Any later event for the same bytes
     # starts a new job, and new content or a delete hides the verdict, so uploads are rare and deletes absent;

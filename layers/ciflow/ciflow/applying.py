@@ -10,7 +10,7 @@ from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
-from .records import RecordId, Records, doubtful
+from .records import OTHER_CONTENT, RecordId, Records, doubtful
 from .results import Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -116,7 +116,12 @@ class Completer:
         fields = result_fields(v, applied)
         if fields != result_fields(v, expected):
             records.put_result(rid, **fields)   # the object was moved, gone or changed: say so
-        if removes_content(rule, v) and not applied.nothing_revealed:
+        if applied.status == "stale":
+            # Other content is at the key, and CI reads the object when the job runs: should these bytes come
+            # back (that content removed on a versioned bucket, or written again), this job's verdict must not
+            # count for them. Said in the claim before the marker goes.
+            records.update_claim(rid, None, **{OTHER_CONTENT: True})
+        elif removes_content(rule, v) and not applied.nothing_revealed:
             # Before the marker goes: should this fail, the work is redone, and this with it. (Content removed
             # here without a version id made no older version current: nothing to look for.)
             self.inspect_current(records, rid)
