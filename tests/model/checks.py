@@ -112,6 +112,12 @@ LIMITATIONS = {f.name: f for f in (
 
 
 FINDINGS = {f.name: f for f in (
+    Finding("verdict-from-other-bytes",
+            "CI reads a job's object when the job runs; when nothing the library saw shows other content in "
+            "between (its submitter died right after POST /jobs, before its check of the key; or, on a "
+            "versioned bucket, the other content was removed again before the verdict came), a verdict about "
+            "other bytes is applied to the version the job was submitted for",
+            _explained_by_misread),
     Finding("suspicious-version-left",
             "on a versioned bucket, a suspicious version that is not current when its verdict is applied or "
             "its bytes are uploaded again (the user deleted the key, or overwrote it) stays readable by VersionId",

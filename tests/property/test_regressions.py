@@ -27,7 +27,14 @@ A, B = "uploads/a.png", "uploads/b.png"
 REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
     # A job submitted for BROKEN1 (from a logged event) while EVIL is current; CI reads EVIL; BROKEN1 is
     # written again in the same second: the SUSPICIOUS verdict about EVIL quarantines BROKEN1.
-    "verdict-from-other-bytes": (NEVER, [
+    # BROKEN1's submitter dies right after POST /jobs (before its check of the key); EVIL overwrites it and CI
+    # reads EVIL; EVIL's own job quarantines EVIL, which makes BROKEN1 current again, and reconcile applies
+    # the first job's verdict (about EVIL) to it.
+    "verdict-from-other-bytes": (ENABLED, [
+        ("upload", (A, b"BROKEN1", "documented")), ("deliver event", (0, {7: "crash"})),
+        ("upload", (A, b"EVIL--1", "logged"))]),
+    # Fixed: the event's meta.ETag named BROKEN1 while EVIL was current; the check after POST /jobs sees it.
+    "verdict-from-other-bytes-event-etag": (NEVER, [
         ("upload", (B, b"BROKEN1", "logged")), ("upload", (B, b"EVIL--1", "logged")),
         ("deliver event", (0, {})), ("CI finishes a job", (0,)), ("upload", (B, b"BROKEN1", "documented"))]),
     # Both events resolve to EVIL (the current version); quarantining it makes clean-2 current, never inspected.
