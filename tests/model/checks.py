@@ -59,6 +59,9 @@ def misread(job: CiJob) -> bool:
 
 
 def _explained_by_misread(world: World, v: Violation) -> bool:
+    # What a verdict about other bytes does: acts on content it was not about, tags it, or leaves it readable.
+    if v.code not in ("wrong-action", "tags-other-content", "suspicious-readable"):
+        return False
     return bool(v.key) and any(j.key == v.key and _named_etag(j) == v.etag and misread(j)
                                for j in world.ci.jobs.values())
 
