@@ -18,11 +18,7 @@ from devstack.chaos import SCENARIOS, Row, run_chaos
 pytestmark = pytest.mark.integration
 PER_SCENARIO = 4
 NOT_YET_PASSING: dict[str, str] = {}
-SOMETIMES_FAILING: dict[str, str] = {
-    "state writes 5xx bursts":
-        "with a quarter of the state writes starting four 5xx answers in a row, a run now and then makes one "
-        "duplicate job (nothing lost, no wrong action); make chaos shows it at full size",
-}
+SOMETIMES_FAILING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
