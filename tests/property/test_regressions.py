@@ -78,6 +78,12 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (B, b"clean-2", "logged")), ("deliver event", (0, {("ci.create", 0): "fail"})),
         ("time passes", (901,)), ("reconcile", ({},)), ("SCF retry", (0, {("cos.list_object_versions", 0): "fail"})),
         ("time passes", (301,))]),
+    # Fixed: the platform's retry takes over BROKEN1 (meta.ETag) while clean-2 is current, writes PENDING onto
+    # clean-2 and dies in its check; the next retry adopts the job CI accepted, and checks the tags as well.
+    "adopted-job-left-pending": (ENABLED, [
+        ("upload", (B, b"BROKEN1", "logged")), ("deliver event", (0, {("cos.put_object", 0): "stall"})),
+        ("upload", (B, b"clean-2", "logged")), ("drop event", (4,)), ("time passes", (901,)),
+        ("SCF retry", (2, {("cos.list_objects_v2", 0): "crash"})), ("time passes", (3601,))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [

@@ -207,7 +207,11 @@ class Submitter(Ports):
                     if found is not None:
                         if stored is not None:
                             records.clear_result(rid)   # the job it adopts is the work for these bytes
-                        records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
+                        # The interrupted submitter's PENDING write may have landed on newer content, and its
+                        # check never ran: checked here, which also says whether the job may read other bytes.
+                        other = settle_pending(self.storage, records, info.key, rule, etag)
+                        records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED",
+                                             **({OTHER_CONTENT: True} if other else {}))
                         logger.warning("adopted the job of an interrupted submission",
                                        extra={"job_id": found["JobId"]})
                         return str(found["JobId"])
