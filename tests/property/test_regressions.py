@@ -84,6 +84,11 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (B, b"BROKEN1", "logged")), ("deliver event", (0, {("cos.put_object", 0): "stall"})),
         ("upload", (B, b"clean-2", "logged")), ("drop event", (4,)), ("time passes", (901,)),
         ("SCF retry", (2, {("cos.list_objects_v2", 0): "crash"})), ("time passes", (3601,))]),
+    # Fixed: reconcile gives EVIL's job up (Timeout, FAILED); clean-2's late event (meta.ETag) writes PENDING
+    # onto EVIL and its check rewrote EVIL's tags from its records, where a failure was no verdict: tags gone.
+    "failure-tags-lost-in-repair": (NEVER, [
+        ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"EVIL--1", "documented")),
+        ("deliver event", (1, {})), ("time passes", (3601,)), ("reconcile", ({},)), ("CI loses a job", (0,))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [

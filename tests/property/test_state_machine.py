@@ -62,7 +62,7 @@ SLOW = pytest.mark.skipif(not os.environ.get("CIFLOW_PROPERTY_DEFECTS"),
     pytest.param("no-tag-check", NEVER, 600, marks=SLOW),              # 320
     ("every-takeover-lost", NEVER, 300),                               # 65
     ("no-version-arbitration", ENABLED, 50),                           # 2
-    ("local-clock-ages", NEVER, 400),                                  # 98
+    ("local-clock-ages", NEVER, 1500),                                 # steered
 ])
 def test_the_machine_finds_a_defect_put_back(defect: str, kind: str, budget: int) -> None:
     config = defect_config(defect, kind, OPEN)

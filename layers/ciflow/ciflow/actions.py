@@ -129,6 +129,10 @@ def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: 
             return repairs
         v = verdict_from_result(result)
         pending = pending_work(markers, claim, result)
+        if v is None and not pending and result and result.get("outcome") == "FAILED":
+            # A failure that says nothing about the bytes (Timeout, JobLost) is no verdict to re-apply, but
+            # it is this content's final status until new work starts.
+            v = Verdict("FAILED", str(result.get("job_id") or ""), reason=str(result.get("reason") or ""))
         ours = status_tags(rule, v) if v is not None else pending_tags(rule) if pending else []
         merged = merge_logged(tags, ours, managed_tags(rule))
         if merged != tags:
