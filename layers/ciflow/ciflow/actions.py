@@ -120,11 +120,9 @@ def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: 
         if info is None or info.etag == etag:
             return repairs
         rid = RecordId(key, info.etag, rule.name)
-        # Records.has_pending's reads, sent together with the others (a batch inside a pool thread would not be).
-        result, claim, markers, tags = together(lambda r=rid: records.read_result(r),
-                                                lambda r=rid: records.read_claim(r),
-                                                lambda r=rid: records.marker_attempts(r),
-                                                lambda: storage.get_tags(records.bucket, key))
+        # The records pending_work judges from (its result also holds the verdict) ∥ the tags: one round trip.
+        (result, claim, markers), tags = together(lambda r=rid: records.pending_state(r),
+                                                  lambda: storage.get_tags(records.bucket, key))
         if tags is None:
             return repairs
         v = verdict_from_result(result)

@@ -261,11 +261,16 @@ class Records:
             if token is None:
                 return found
 
+    def pending_state(self, rid: RecordId) -> tuple[Optional[dict[str, Any]], Optional[dict[str, Any]],
+                                                     list[Optional[int]]]:
+        """What `pending_work` judges from, in one round trip: the result ∥ the claim ∥ the markers' attempts."""
+        result, claim, attempts = together(lambda: self.read_result(rid), lambda: self.read_claim(rid),
+                                           lambda: self.marker_attempts(rid))
+        return result, claim, attempts
+
     def has_pending(self, rid: RecordId) -> bool:
-        """Whether work for `rid` is pending (`pending_work`): what a PENDING tag on its content says. One
-        round trip: its markers ∥ the claim ∥ the result."""
-        attempts, claim, result = together(lambda: self.marker_attempts(rid), lambda: self.read_claim(rid),
-                                           lambda: self.read_result(rid))
+        """Whether work for `rid` is pending (`pending_work`): what a PENDING tag on its content says."""
+        result, claim, attempts = self.pending_state(rid)
         return pending_work(attempts, claim, result)
 
     def read_claim(self, rid: RecordId) -> Optional[dict[str, Any]]:

@@ -282,8 +282,6 @@ class Submitter(Ports):
             # while it runs). The verdict writes the tags; the check below repairs a write that landed.
             logger.warning("the PENDING tag write failed; the job is recorded all the same",
                            extra={"rule": rule.name, "job_id": job_id, "error": str(tagged.error)})
-        # settle_pending goes first: the caller's thread runs the first call, so its own reads (HEAD ∥
-        # result) still go out together; a batch inside a pool thread runs one call after another.
         other, _ = together(lambda: settle_pending(self.storage, records, info.key, rule, etag),
                             lambda: self._record_job(records, rid, claim, job_id))
         if other:
