@@ -40,7 +40,7 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
     # Both events resolve to EVIL (the current version); quarantining it makes clean-2 current, never inspected.
     "uninspected-version-revealed": (ENABLED, [
         ("upload", (A, b"clean-2", "documented")), ("upload", (A, b"EVIL--1", "documented"))]),
-    # The user deletes the key (a delete marker) before the SUSPICIOUS verdict arrives: the version stays.
+    # Fixed: the user deletes the key (a delete marker) before the SUSPICIOUS verdict arrives: the version stayed.
     "suspicious-version-left": (ENABLED, [
         ("upload", (A, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("CI finishes a job", (0,)),
         ("delete", (A,))]),
@@ -89,6 +89,27 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
     "failure-tags-lost-in-repair": (NEVER, [
         ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"EVIL--1", "documented")),
         ("deliver event", (1, {})), ("time passes", (3601,)), ("reconcile", ({},)), ("CI loses a job", (0,))]),
+    # Fixed: POST /jobs is accepted but answers an error, so the submitter releases its claim. A repeated event
+    # reads that claim and stalls on its next read; another adopts the job CI accepted; its verdict is set aside
+    # (the key was written again since), and a third event starts attempt 2. The stalled one then resumes and
+    # writes its adoption of attempt 1 over attempt 2, and reconcile starts attempt 2 a second time.
+    "adoption-on-stale-read": (ENABLED, [
+        ("upload", (A, b"clean-1", "logged")), ("upload", (A, b"clean-1", "documented")),
+        ("upload", (A, b"clean-1", "documented")), ("upload", (A, b"clean-1", "documented")),
+        ("deliver event", (4, {("ci.create", 0): "fail_after"})), ("deliver event", (4, {8: "stall"})),
+        ("CI finishes a job", (4,)), ("deliver event", (6, {})), ("deliver callback", (6, {})),
+        ("deliver event", (0, {}))]),
+    # Platform limit: EVIL's job is submitted and CI reads EVIL, then clean-1 is written over it before the
+    # verdict comes: the verdict cannot be told to be about EVIL, and EVIL's version stays readable by VersionId.
+    "overwrite-before-verdict": (ENABLED, [
+        ("upload", (A, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("CI finishes a job", (0,)),
+        ("upload", (A, b"clean-1", "documented"))]),
+    # Platform limit: EVIL is quarantined; EVIL is uploaded again and clean-2 over it before that upload's
+    # documented event is handled: its HEAD finds clean-2, and nothing names the EVIL version.
+    "overwrite-before-event": (ENABLED, [
+        ("upload", (B, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("CI finishes a job", (0,)),
+        ("deliver callback", (0, {})), ("upload", (B, b"EVIL--1", "documented")),
+        ("upload", (B, b"clean-2", "documented"))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [
@@ -107,6 +128,15 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
 
 def test_every_open_finding_and_platform_limit_has_a_regression() -> None:
     assert set(FINDINGS) | set(LIMITATIONS) <= set(REGRESSIONS)
+
+
+@pytest.mark.parametrize("name", ["overwrite-before-event"])
+def test_a_second_sequence_of_a_platform_limit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    kind, steps = REGRESSIONS[name]
+    assert replay(Config(kind), steps)[0] is None
+    monkeypatch.setattr(checks, "LIMITATIONS", {n: f for n, f in LIMITATIONS.items()
+                                                if n != "overwrite-before-verdict"})
+    assert replay(Config(kind), steps)[0] is not None
 
 
 @pytest.mark.parametrize("name", list(LIMITATIONS))

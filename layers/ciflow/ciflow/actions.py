@@ -184,22 +184,28 @@ class ActionRunner:
         return Seen(results[0], results[1], dest_key, results[2], results[3:])
 
     def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None,
-              alongside: Optional[Callable[[], Any]] = None) -> Applied:
+              alongside: Optional[Callable[[], Any]] = None, job_version: str = "", known: bool = False) -> Applied:
         """Apply `v` to `key`, which was inspected at `etag`. `alongside` (recording the result) is sent
-        together with the first write, once the object is known to hold the inspected content."""
+        together with the first write, once the object is known to hold the inspected content. `job_version`
+        is the version id the job was submitted for (or, `known`: a verdict known for these bytes applied
+        again, the version the upload made), on a versioned bucket."""
         if seen is None:
             seen = self.observe(rule, key, v)
-        return self._apply(rule, key, etag, v, seen, alongside)
+        return self._apply(rule, key, etag, v, seen, alongside, job_version, known)
 
     def _apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Seen,
-               alongside: Optional[Callable[[], Any]]) -> Applied:
+               alongside: Optional[Callable[[], Any]], job_version: str = "", known: bool = False) -> Applied:
         ours = status_tags(rule, v)
         managed = managed_tags(rule)
         actions, prefix = self.destination(rule, v)
         info = seen.info
         if info is None or seen.tags is None:
-            return self._after_source_gone(key, prefix, v, actions)
+            hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, known)
+            return hidden if hidden is not None else self._after_source_gone(key, prefix, v, actions)
         if info.etag != etag:
+            hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, True) if known else None
+            if hidden is not None:
+                return hidden
             logger.warning("object changed since it was inspected; not acting",
                            extra={"inspected_etag": etag, "current_etag": info.etag})
             return Applied("stale", key)
@@ -259,6 +265,56 @@ class ActionRunner:
         if "delete" in actions:  # the source is already gone with the move
             out.final_key = None
             out.steps.append("deleted")
+        return out
+
+    def _remove_hidden(self, rule: Rule, key: str, etag: str, v: Verdict, job_version: str, prefix: Optional[str],
+                       alongside: Optional[Callable[[], Any]], proven: bool = False) -> Optional[Applied]:
+        """On a versioned bucket, a verdict that removes content found the inspected bytes hidden: the key was
+        deleted (a delete marker), or (`proven`: a verdict known for these bytes, applied again) holds other
+        bytes now. The versions holding them are still readable by VersionId. They are removed (one moved
+        first, when the rule moves) when the verdict is known to be about them: `proven`, or no version with
+        other bytes was written after the one the job was submitted for (then CI can only have read it).
+        Otherwise which bytes CI read is unknown, and nothing is done (docs/reliability.md, "Known limits")."""
+        if not is_version(job_version) or not removes_content(rule, v):
+            return None
+        versions = self.storage.versions(self.bucket, key)
+        ids = [vid for vid, _ in versions]
+        if proven:
+            # A verdict already known for these bytes: every version holding them is what it is about.
+            job_version = next((vid for vid, e in versions if e == etag), "")
+            if not job_version:
+                return None
+        elif job_version not in ids:
+            return None
+        elif any(e != etag for _, e in versions[:ids.index(job_version)]):
+            logger.warning("other bytes were written after the inspected version; it is left as it is",
+                           extra={"version_id": job_version})
+            return None
+        dest: Optional[str] = None
+        merged = merge_logged({}, status_tags(rule, v), managed_tags(rule))
+        if prefix is not None:
+            dest = prefix + key
+            existing = self.storage.head(self.bucket, dest)
+            if existing is not None and existing.etag != etag:
+                dest = f"{prefix}{v.job_id}/{key}"
+                existing = self.storage.head(self.bucket, dest)
+            if existing is None:
+                copied, _ = together(lambda: self.storage.copy(self.bucket, key, dest, if_match=etag,
+                                                               version_id=job_version, tags=merged),
+                                     alongside)
+                if not copied:
+                    return None
+                alongside = None
+        if alongside is not None:
+            alongside()
+        removed = self.storage.delete_content(self.bucket, key, etag, job_version)
+        logger.warning("the inspected bytes were hidden by a later write; their versions are removed",
+                       extra={"version_id": job_version, "versions_removed": removed, "final_key": dest})
+        out = Applied("applied", dest, merged)
+        out.tagged_in_place = False
+        # Hidden versions only: what is current (a delete marker, or other bytes) stays current.
+        out.nothing_revealed = True
+        out.steps.append("hidden version removed" + (f" (moved to {dest})" if dest else ""))
         return out
 
     def _after_source_gone(self, key: str, prefix: Optional[str], v: Verdict, actions: list[str]) -> Applied:

@@ -98,7 +98,9 @@ class Completer:
                                  applied="stale", reason="RewrittenWhileInspected")
             return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         return self.apply(records, rid, rule, v,
-                          lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside), ud.attempt)
+                          lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside,
+                                                         job_version=str(claim.get("version_id") or "")),
+                          ud.attempt)
 
     def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any,
               marker: Optional[int]) -> dict[str, Any]:

@@ -150,7 +150,10 @@ class Reconciler(Ports):
                 found = self.ci.find(bucket, rule.job, rid.key, UserData(rule.name, rid.etag, attempt=attempt).encode())
                 if found is None:
                     return rid, "waiting"
-                claim = records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED")
+                adopted = records.adopt(rid, claim, str(found["JobId"]))
+                if adopted is None:
+                    return rid, "waiting"
+                claim = adopted
                 logger.warning("adopted a job whose submitter did not record it", extra={"job_id": found["JobId"]})
                 if not is_final(found):
                     return rid, "waiting"

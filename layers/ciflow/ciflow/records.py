@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 from .concurrency import together
 from .errors import RetryableError
+from .log import logger
 from .results import verdict_from_result
 from .storage import Storage, is_version
 
@@ -218,10 +219,19 @@ class Records:
         """Create the claim if absent (conditional create). True when this caller owns the submission."""
         return self.storage.create_if_absent(self.store, rid.path(self.prefix, "jobs"), json.dumps(doc).encode())
 
+    def _token(self, rid: RecordId, name: str) -> str:
+        return rid.path(self.prefix, "takeovers")[: -len(".json")] + f"/{name}.json"
+
     def take_over(self, rid: RecordId, attempt: int, lease: float = STALE_CLAIM_SECONDS) -> bool:
         """Win the right to start `attempt` (conditional create of a token per attempt): of several
-        takers-over racing (reconcile, a platform retry, a repeated event), exactly one wins."""
-        key = rid.path(self.prefix, "takeovers")[: -len(".json")] + f"/{attempt}.json"
+        takers-over racing (reconcile, a platform retry, a repeated event), exactly one wins. The adoption of
+        the attempt it replaces is closed first (`adopt`): an adopter that read the claim before the takeover
+        cannot write the older attempt back over the new one."""
+        if not self._close_adoption(rid, attempt - 1):
+            logger.info("an adoption of the attempt is under way; the takeover waits for it",
+                        extra={"rule": rid.rule, "attempt": attempt - 1})
+            return False
+        key = self._token(rid, str(attempt))
         body = json.dumps({"attempt": attempt, "lease": lease}).encode()
         if self.storage.create_if_absent(self.store, key, body):
             return True
@@ -233,6 +243,39 @@ class Records:
             self.storage.put(self.store, key, body)
             return True
         return False
+
+    def adopt(self, rid: RecordId, claim: dict[str, Any], job_id: str, lease: float = STALE_CLAIM_SECONDS,
+              **fields: Any) -> Optional[dict[str, Any]]:
+        """Record `job_id`, a job CI accepted for the claim's attempt that its submitter never recorded. The
+        claim has no compare-and-swap, and the adopter is not its owner: it read the claim some time ago, and a
+        takeover may have started a newer attempt since. So the adopter first wins the attempt's adoption token
+        (conditional create; a takeover closes it before starting the next attempt), then reads the claim
+        again. The claim written, or None when another adopter or a takeover came first."""
+        attempt = int(claim.get("attempts") or 1)
+        key = self._token(rid, f"{attempt}.adopt")
+        if not self.storage.create_if_absent(self.store, key, json.dumps({"by": "adopter", "lease": lease}).encode()):
+            return None
+        current = self.read_claim(rid)
+        if current is None or int(current.get("attempts") or 1) != attempt or current.get("job_id"):
+            self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
+            return None
+        doc = self.update_claim(rid, current, job_id=job_id, status="SUBMITTED", **fields)
+        self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
+        return doc
+
+    def _close_adoption(self, rid: RecordId, attempt: int) -> bool:
+        """No adopter of `attempt` may write the claim from now on. False while one that won is still within
+        its lease and not done (its claim write may be in flight)."""
+        if attempt < 1:
+            return True
+        key = self._token(rid, f"{attempt}.adopt")
+        if self.storage.create_if_absent(self.store, key, json.dumps({"by": "takeover"}).encode()):
+            return True
+        token = self.storage.get_record(self.store, key)
+        doc = (_load(token.body) or {}) if token is not None else {}
+        if token is None or doc.get("by") != "adopter" or doc.get("done"):
+            return True
+        return token.age >= float(doc.get("lease") or STALE_CLAIM_SECONDS)
 
     def mark_pending(self, rid: RecordId, version_id: str = "", attempt: int = 1) -> None:
         """The marker of `attempt` that reconcile lists. Attempt 1's is written together with the claim, and

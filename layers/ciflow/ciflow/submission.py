@@ -210,8 +210,11 @@ class Submitter(Ports):
                         # The interrupted submitter's PENDING write may have landed on newer content, and its
                         # check never ran: checked here, which also says whether the job may read other bytes.
                         other = settle_pending(self.storage, records, info.key, rule, etag)
-                        records.update_claim(rid, claim, job_id=str(found["JobId"]), status="SUBMITTED",
-                                             **({OTHER_CONTENT: True} if other else {}))
+                        if records.adopt(rid, claim, str(found["JobId"]), self.lease,
+                                         **({OTHER_CONTENT: True} if other else {})) is None:
+                            logger.info("the job was adopted, or the claim moved on, meanwhile",
+                                        extra={"rule": rule.name, "job_id": found["JobId"]})
+                            return None
                         logger.warning("adopted the job of an interrupted submission",
                                        extra={"job_id": found["JobId"]})
                         return str(found["JobId"])
@@ -342,7 +345,8 @@ class Submitter(Ports):
         # dropped its own when it concluded.
         Completer(self.storage, self.ci, self.settings, self.rules).apply(
             records, rid, rule, known, lambda alongside: runner.apply(rule, info.key, rid.etag, known,
-                                                                     alongside=alongside), 1)
+                                                                     alongside=alongside,
+                                                                     job_version=info.version_id, known=True), 1)
 
     def _mark(self, bucket: str, info: ObjectInfo, ours: list[Any]) -> None:
         existing = self.storage.get_tags(bucket, info.key)
