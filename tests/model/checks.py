@@ -58,14 +58,6 @@ def misread(job: CiJob) -> bool:
     return job.finished and job.read_etag != _named_etag(job)
 
 
-def _explained_by_misread(world: World, v: Violation) -> bool:
-    # What a verdict about other bytes does: acts on content it was not about, tags it, or leaves it readable.
-    if v.code not in ("wrong-action", "tags-other-content", "suspicious-readable"):
-        return False
-    return bool(v.key) and any(j.key == v.key and _named_etag(j) == v.etag and misread(j)
-                               for j in world.ci.jobs.values())
-
-
 def _explained_by_overwrite_before_verdict(world: World, v: Violation) -> bool:
     # CI reads the key, not a version. Other bytes written over the inspected version before its verdict came
     # leave nothing that shows which of them CI read, so the library keeps no verdict for either (the result
@@ -132,14 +124,8 @@ LIMITATIONS = {f.name: f for f in (
 )}
 
 
-FINDINGS = {f.name: f for f in (
-    Finding("verdict-from-other-bytes",
-            "CI reads a job's object when the job runs; when nothing the library saw shows other content in "
-            "between (its submitter died right after POST /jobs, before its check of the key; or, on a "
-            "versioned bucket, the other content was removed again before the verdict came), a verdict about "
-            "other bytes is applied to the version the job was submitted for",
-            _explained_by_misread),
-)}
+FINDINGS: dict[str, Finding] = {}
+
 
 
 class Checks:

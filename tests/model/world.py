@@ -197,6 +197,7 @@ class Invocation:
     fired: list[str] = field(default_factory=list)
     thread: Optional[threading.Thread] = None
     uploads_at_start: int = 0
+    created: list[str] = field(default_factory=list)   # jobs CI accepted from this invocation's POST /jobs
 
 
 class FaultyS3:
@@ -361,6 +362,13 @@ class World:
         if name == "ci.create" and self.ci.jobs:
             self.checks.unchecked_jobs.add(next(reversed(self.ci.jobs)))
 
+    def _died(self, inv: Invocation, name: str) -> None:
+        """The invocation dies at `name`: the jobs it had POSTed may not have had the key checked after them
+        (the check runs beside recording the job, and writes what it found only once both are done)."""
+        inv.dead = True
+        self.stats["crashes"] += 1
+        self.checks.unchecked_jobs.update(inv.created)
+
     def port_call(self, name: str, fn: Callable[[], Any], transient: Callable[[], BaseException],
                   replayable: bool = True) -> Any:
         inv = self.current()
@@ -376,6 +384,13 @@ class World:
         if kind == "replay" and not replayable:
             kind = None
         self.stats[f"port calls ({inv.function})"] += 1
+        if name == "ci.create":
+            post = fn
+
+            def fn() -> Any:
+                out = post()
+                inv.created.append(next(reversed(self.ci.jobs)))
+                return out
         if kind is None:
             return fn()
         inv.fired.append(f"{kind}@{index}:{name}")
@@ -383,20 +398,16 @@ class World:
         self.stats["faults injected"] += 1
         self.reached[f"fault {kind} on {name} in {inv.function}"] += 1
         if kind == "crash":
-            inv.dead = True
-            self.stats["crashes"] += 1
+            self._died(inv, name)
             raise Crash(name)
         if kind == "stall":
             mode = self._stall(inv, name)
             if mode == "drop_then_crash":
-                inv.dead = True
-                self.stats["crashes"] += 1
+                self._died(inv, name)
                 raise Crash(name)
             result = fn()
             if mode == "land_then_crash":
-                inv.dead = True
-                self.stats["crashes"] += 1
-                self._unchecked(name)
+                self._died(inv, name)
                 raise Crash(name)
             return result
         if kind == "fail":

@@ -25,11 +25,10 @@ from .replay import replay
 A, B = "uploads/a.png", "uploads/b.png"
 
 REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
-    # A job submitted for BROKEN1 (from a logged event) while EVIL is current; CI reads EVIL; BROKEN1 is
-    # written again in the same second: the SUSPICIOUS verdict about EVIL quarantines BROKEN1.
     # BROKEN1's submitter dies right after POST /jobs (before its check of the key); EVIL overwrites it and CI
     # reads EVIL; EVIL's own job quarantines EVIL, which makes BROKEN1 current again, and reconcile applies
     # the first job's verdict (about EVIL) to it.
+    # Fixed: the removal of EVIL, recorded after BROKEN1's job was submitted, makes its verdict doubtful.
     "verdict-from-other-bytes": (ENABLED, [
         ("upload", (A, b"BROKEN1", "documented")), ("deliver event", (0, {7: "crash"})),
         ("upload", (A, b"EVIL--1", "logged"))]),
@@ -116,6 +115,11 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (A, b"BROKEN1", "documented")), ("deliver event", (0, {})),
         ("upload", (A, b"clean-1", "logged")), ("CI finishes a job", (0,)),
         ("upload", (A, b"BROKEN1", "documented"))]),
+    # Platform limit: the event's meta.ETag names EVIL while clean-1 is current; its submitter dies in its check
+    # of the key after POST /jobs; CI reads clean-1; EVIL is written again in the same second.
+    "same-second-rewrite-unchecked": (NEVER, [
+        ("upload", (B, b"EVIL--1", "logged")), ("upload", (B, b"clean-1", "documented")),
+        ("deliver event", (0, {8: "crash"})), ("CI finishes a job", (5,)), ("upload", (B, b"EVIL--1", "logged"))]),
     # Platform limit: reconcile quarantines EVIL: HEAD sees EVIL, the DELETE stalls, the user uploads clean-1,
     # the DELETE lands.
     "delete-races-upload": (NEVER, [
@@ -130,12 +134,12 @@ def test_every_open_finding_and_platform_limit_has_a_regression() -> None:
     assert set(FINDINGS) | set(LIMITATIONS) <= set(REGRESSIONS)
 
 
-@pytest.mark.parametrize("name", ["overwrite-before-event"])
-def test_a_second_sequence_of_a_platform_limit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name,limit", [("overwrite-before-event", "overwrite-before-verdict"),
+                                        ("same-second-rewrite-unchecked", "same-second-rewrite")])
+def test_a_second_sequence_of_a_platform_limit(name: str, limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     kind, steps = REGRESSIONS[name]
     assert replay(Config(kind), steps)[0] is None
-    monkeypatch.setattr(checks, "LIMITATIONS", {n: f for n, f in LIMITATIONS.items()
-                                                if n != "overwrite-before-verdict"})
+    monkeypatch.setattr(checks, "LIMITATIONS", {n: f for n, f in LIMITATIONS.items() if n != limit})
     assert replay(Config(kind), steps)[0] is not None
 
 

@@ -11,7 +11,7 @@ from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
 from .records import OTHER_CONTENT, RecordId, Records, doubtful
-from .results import Verdict, verdict, verdict_from_result
+from .results import INPUT_ABSENT, Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
 from .storage import Storage
@@ -86,6 +86,20 @@ class Completer:
             logger.warning("callback for a superseded job; ignored",
                            extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
+        if seen.info is not None and seen.info.etag == ud.etag:
+            absent = v.outcome == "FAILED" and v.reason == INPUT_ABSENT
+            if absent or (seen.info.versioned and claim.get("claimed_at")
+                          and records.other_content_removed(rid, float(claim["claimed_at"]))):
+                # The job found nothing at the key, yet these bytes are there now (written again); or other bytes
+                # were at the key while the job could run and a verdict removed them since, which made these
+                # current again (CI may have read them). As for a rewrite, nothing is applied or kept, and the
+                # marker stays, so that reconcile submits these bytes again.
+                logger.warning("the job may not have read these bytes; they get a new job",
+                               extra={"outcome": v.outcome, "reason": v.reason or "OtherContentRemoved"})
+                records.update_claim(rid, None, **{OTHER_CONTENT: True})
+                records.write_result(rid, None, job_id=job_id, outcome=v.outcome, applied="stale",
+                                     reason=v.reason if absent else "OtherContentRemoved")
+                return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         if seen.info is not None and seen.info.etag == ud.etag and not_about(seen.info, claim, v):
             # The key holds these bytes again, but was rewritten while the job ran (A-B-A), or CI's result
             # is about a file of another size: CI may have read other bytes. Nothing is applied and no
@@ -127,8 +141,10 @@ class Completer:
             # Before the marker goes: should this fail, the work is redone, and this with it. (Content removed
             # here without a version id made no older version current: nothing to look for.)
             self.inspect_current(records, rid)
+        # A stale verdict writes no tags, but this job's PENDING write may have landed on the content now at the
+        # key, whose own event may never come: its tags are rewritten from its own records.
         together((lambda: settle_tags(self.storage, records, rid.key, rule, rid.etag))
-                 if applied.tagged_in_place else None,
+                 if applied.tagged_in_place or applied.status == "stale" else None,
                  (lambda: records.drop_pending(rid, marker)) if marker is not None else None)
         logger.info("verdict applied", extra={"outcome": v.outcome, "applied": applied.status,
                                               "final_key": applied.final_key, "steps": applied.steps})

@@ -168,5 +168,7 @@ def verdict_from_result(doc: Optional[dict[str, Any]]) -> Optional[Verdict]:
                    output_key=str(doc.get("output_key") or ""))
 
 
+# CI's failure when the job's input object did not exist (or could not be read) when the job ran.
+INPUT_ABSENT = "InputObjectNotExist"
 # Failures that say nothing about the content: an upload of the same bytes gets a new job.
-RETRY_REASONS = ("JobLost", "Timeout")
+RETRY_REASONS = ("JobLost", "Timeout", INPUT_ABSENT)
