@@ -109,6 +109,19 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (B, b"EVIL--1", "documented")), ("deliver event", (0, {})), ("CI finishes a job", (0,)),
         ("deliver callback", (0, {})), ("upload", (B, b"EVIL--1", "documented")),
         ("upload", (B, b"clean-2", "documented"))]),
+    # Fixed: clean-1's job reads EVIL (written over it); EVIL's own job quarantines it, a delete marker is
+    # current, and removing clean-1's hidden version on the strength of that verdict removed clean content.
+    "hidden-version-after-other-content": (ENABLED, [
+        ("upload", (B, b"clean-1", "logged")), ("deliver event", (0, {("cos.head_object", 0): "fail"})),
+        ("CI finishes a job", (2,)), ("delete", (B,)), ("upload", (B, b"EVIL--1", "logged")),
+        ("deliver callback", (6, {}))]),
+    # Fixed: BROKEN1's job reads EVIL; EVIL's known verdict quarantines it again, which makes BROKEN1 current;
+    # a late callback of EVIL's first job rewrote EVIL's result as stale, so the removal went unseen.
+    "removal-overwritten-by-late-callback": (ENABLED, [
+        ("upload", (A, b"EVIL--1", "documented")), ("deliver event", (6, {})), ("time passes", (3601,)),
+        ("CI finishes a job", (7,)), ("reconcile", ({},)), ("upload", (A, b"EVIL--1", "logged")),
+        ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"BROKEN1", "documented")),
+        ("deliver event", (2, {})), ("upload", (A, b"EVIL--1", "documented")), ("CI finishes a job", (2,))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [

@@ -184,23 +184,26 @@ class ActionRunner:
         return Seen(results[0], results[1], dest_key, results[2], results[3:])
 
     def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None,
-              alongside: Optional[Callable[[], Any]] = None, job_version: str = "", known: bool = False) -> Applied:
+              alongside: Optional[Callable[[], Any]] = None, job_version: str = "", known: bool = False,
+              vouched: Optional[Callable[[], bool]] = None) -> Applied:
         """Apply `v` to `key`, which was inspected at `etag`. `alongside` (recording the result) is sent
         together with the first write, once the object is known to hold the inspected content. `job_version`
         is the version id the job was submitted for (or, `known`: a verdict known for these bytes applied
-        again, the version the upload made), on a versioned bucket."""
+        again, the version the upload made), on a versioned bucket; `vouched` says whether nothing the library
+        recorded puts in doubt that the job read that version."""
         if seen is None:
             seen = self.observe(rule, key, v)
-        return self._apply(rule, key, etag, v, seen, alongside, job_version, known)
+        return self._apply(rule, key, etag, v, seen, alongside, job_version, known, vouched)
 
     def _apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Seen,
-               alongside: Optional[Callable[[], Any]], job_version: str = "", known: bool = False) -> Applied:
+               alongside: Optional[Callable[[], Any]], job_version: str = "", known: bool = False,
+               vouched: Optional[Callable[[], bool]] = None) -> Applied:
         ours = status_tags(rule, v)
         managed = managed_tags(rule)
         actions, prefix = self.destination(rule, v)
         info = seen.info
         if info is None or seen.tags is None:
-            hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, known)
+            hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, known, vouched)
             return hidden if hidden is not None else self._after_source_gone(key, prefix, v, actions)
         if info.etag != etag:
             hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, True) if known else None
@@ -268,7 +271,8 @@ class ActionRunner:
         return out
 
     def _remove_hidden(self, rule: Rule, key: str, etag: str, v: Verdict, job_version: str, prefix: Optional[str],
-                       alongside: Optional[Callable[[], Any]], proven: bool = False) -> Optional[Applied]:
+                       alongside: Optional[Callable[[], Any]], proven: bool = False,
+                       vouched: Optional[Callable[[], bool]] = None) -> Optional[Applied]:
         """On a versioned bucket, a verdict that removes content found the inspected bytes hidden: the key was
         deleted (a delete marker), or (`proven`: a verdict known for these bytes, applied again) holds other
         bytes now. The versions holding them are still readable by VersionId. They are removed (one moved
@@ -286,8 +290,8 @@ class ActionRunner:
                 return None
         elif job_version not in ids:
             return None
-        elif any(e != etag for _, e in versions[:ids.index(job_version)]):
-            logger.warning("other bytes were written after the inspected version; it is left as it is",
+        elif any(e != etag for _, e in versions[:ids.index(job_version)]) or (vouched is None or not vouched()):
+            logger.warning("other bytes were at the key after the inspected version; it is left as it is",
                            extra={"version_id": job_version})
             return None
         dest: Optional[str] = None

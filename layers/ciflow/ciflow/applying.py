@@ -41,6 +41,13 @@ def not_about(info: Any, claim: dict[str, Any], v: Verdict) -> bool:
         return False
 
 
+def vouched(records: Records, rid: RecordId, claim: dict[str, Any]) -> bool:
+    """Whether nothing recorded puts in doubt that the job of `claim` read the version it was submitted for:
+    its submitter saw no other content at the key, and no verdict removed other bytes from it since."""
+    return bool(claim.get("claimed_at")) and not claim.get(OTHER_CONTENT) and \
+        not records.other_content_removed(rid, float(claim["claimed_at"]))
+
+
 class Completer:
     """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
 
@@ -113,7 +120,8 @@ class Completer:
             return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
         return self.apply(records, rid, rule, v,
                           lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside,
-                                                         job_version=str(claim.get("version_id") or "")),
+                                                         job_version=str(claim.get("version_id") or ""),
+                                                         vouched=lambda: vouched(records, rid, claim)),
                           ud.attempt)
 
     def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any,
@@ -123,8 +131,13 @@ class Completer:
         "done": it goes only after every action finished, so a crash anywhere leaves work that reconcile
         finds and redoes."""
         expected = Applied("applied", expected_final_key(rule, v, rid.key, self.rules.quarantine_prefix))
+        # With the first write, before any content goes: a removal may make an older version current, whose job
+        # may have read these bytes (`vouched`, Records.other_content_removed).
+        first = (lambda: together(lambda: records.put_result(rid, **result_fields(v, expected)),
+                                  lambda: records.note_removal(rid))) if removes_content(rule, v) else \
+            (lambda: records.put_result(rid, **result_fields(v, expected)))
         try:
-            applied = act(lambda: records.put_result(rid, **result_fields(v, expected)))
+            applied = act(first)
         except PermanentError as exc:
             logger.error("could not apply the verdict", extra={"code": exc.code})
             records.write_result(rid, marker, job_id=v.job_id, outcome=v.outcome, applied="error", reason=exc.code)

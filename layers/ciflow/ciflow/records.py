@@ -349,23 +349,22 @@ class Records:
         self._put(rid, "jobs", doc)
         return doc
 
+    def note_removal(self, rid: RecordId) -> None:
+        """Say that a verdict removes the bytes of `rid` from its key (written before they are removed)."""
+        self._put(rid, "removed", {"key": rid.key, "etag": rid.etag, "rule": rid.rule, "at": int(time.time())})
+
     def other_content_removed(self, rid: RecordId, since: float) -> bool:
         """Whether a verdict removed other bytes from `rid.key` (quarantined, moved or deleted them) at or after
-        `since` (epoch seconds): one LIST of the key's results, and a GET of each one written since. On a
+        `since` (epoch seconds, COS's clock): one LIST of the key's removal notes (`note_removal`). On a
         versioned bucket such a removal makes an older version current again: the job of `rid`, submitted
         before, may have read the removed bytes, and nothing at the key shows it any more."""
-        prefix = rid.path(self.prefix, "results").rsplit("/", 1)[0] + "/"
+        prefix = rid.path(self.prefix, "removed").rsplit("/", 1)[0] + "/"
         token = None
         while True:
             objects, token, _ = self.storage.list_page(self.store, prefix, token)
-            for o in objects:
-                if o.key.endswith(f"/{rid.etag}.json"):
-                    continue
-                if o.last_modified is not None and o.last_modified.timestamp() < int(since):
-                    continue
-                doc = _load(self.storage.get(self.store, o.key))
-                if doc and doc.get("applied") in ("applied", "already-applied") and doc.get("final_key") != rid.key:
-                    return True
+            if any(not o.key.endswith(f"/{rid.etag}.json") and
+                   (o.last_modified is None or o.last_modified.timestamp() >= int(since)) for o in objects):
+                return True
             if token is None:
                 return False
 
