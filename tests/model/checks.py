@@ -124,7 +124,22 @@ LIMITATIONS = {f.name: f for f in (
 )}
 
 
-FINDINGS: dict[str, Finding] = {}
+def _explained_by_unchecked_misread(world: World, v: Violation) -> bool:
+    # What a verdict about other bytes does (acts on content it was not about, tags it, or leaves it
+    # readable), when the job's submitter died after POST /jobs, before its check of the key was recorded.
+    if v.code not in ("wrong-action", "tags-other-content", "suspicious-readable") or not v.key:
+        return False
+    return any(j.key == v.key and _named_etag(j) == v.etag and misread(j) and j.job_id in world.checks.unchecked_jobs
+               for j in world.ci.jobs.values())
+
+
+FINDINGS = {f.name: f for f in (
+    Finding("verdict-from-other-bytes",
+            "CI reads a job's object when the job runs; when its submitter died after POST /jobs and before "
+            "what its check of the key found was recorded, and the key was written with the job's bytes again "
+            "afterwards, a verdict about other bytes is applied to them",
+            _explained_by_unchecked_misread),
+)}
 
 
 

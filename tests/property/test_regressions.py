@@ -29,7 +29,7 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
     # reads EVIL; EVIL's own job quarantines EVIL, which makes BROKEN1 current again, and reconcile applies
     # the first job's verdict (about EVIL) to it.
     # Fixed: the removal of EVIL, recorded after BROKEN1's job was submitted, makes its verdict doubtful.
-    "verdict-from-other-bytes": (ENABLED, [
+    "verdict-from-other-removed": (ENABLED, [
         ("upload", (A, b"BROKEN1", "documented")), ("deliver event", (0, {7: "crash"})),
         ("upload", (A, b"EVIL--1", "logged"))]),
     # Fixed: the event's meta.ETag named BROKEN1 while EVIL was current; the check after POST /jobs sees it.
@@ -122,6 +122,13 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("CI finishes a job", (7,)), ("reconcile", ({},)), ("upload", (A, b"EVIL--1", "logged")),
         ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"BROKEN1", "documented")),
         ("deliver event", (2, {})), ("upload", (A, b"EVIL--1", "documented")), ("CI finishes a job", (2,))]),
+    # Open: clean-1's submitter stalls on its PENDING write beside POST /jobs; EVIL is written over clean-1 and
+    # CI reads it; the submitter dies before its check of the key is recorded; clean-1 comes back as a new
+    # version, and the verdict about EVIL quarantines it.
+    "verdict-from-other-bytes": (ENABLED, [
+        ("upload", (B, b"clean-1", "documented")), ("deliver event", (5, {("cos.put_object_tagging", 0): "stall"})),
+        ("upload", (B, b"EVIL--1", "logged")), ("CI finishes a job", (6,)),
+        ("stalled request resumes", (4, "land_then_crash")), ("upload", (B, b"clean-1", "documented"))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [
