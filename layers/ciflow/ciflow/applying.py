@@ -10,7 +10,7 @@ from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
-from .records import OTHER_CONTENT, RecordId, Records, doubtful
+from .records import OTHER_CONTENT, RecordId, Records, doubtful, job_window_start
 from .results import INPUT_ABSENT, Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -44,8 +44,7 @@ def not_about(info: Any, claim: dict[str, Any], v: Verdict) -> bool:
 def vouched(records: Records, rid: RecordId, claim: dict[str, Any]) -> bool:
     """Whether nothing recorded puts in doubt that the job of `claim` read the version it was submitted for:
     its submitter saw no other content at the key, and no verdict removed other bytes from it since."""
-    return bool(claim.get("claimed_at")) and not claim.get(OTHER_CONTENT) and \
-        not records.other_content_removed(rid, float(claim["claimed_at"]))
+    return not claim.get(OTHER_CONTENT) and not records.other_content_removed(rid, job_window_start(claim))
 
 
 class Completer:
@@ -95,8 +94,7 @@ class Completer:
             return {"job_id": job_id, "status": "superseded"}
         if seen.info is not None and seen.info.etag == ud.etag:
             absent = v.outcome == "FAILED" and v.reason == INPUT_ABSENT
-            if absent or (seen.info.versioned and claim.get("claimed_at")
-                          and records.other_content_removed(rid, float(claim["claimed_at"]))):
+            if absent or (seen.info.versioned and records.other_content_removed(rid, job_window_start(claim))):
                 # The job found nothing at the key, yet these bytes are there now (written again); or other bytes
                 # were at the key while the job could run and a verdict removed them since, which made these
                 # current again (CI may have read them). As for a rewrite, nothing is applied or kept, and the

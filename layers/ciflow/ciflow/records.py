@@ -64,6 +64,18 @@ def rewritten_since(info_modified: float, claim: dict[str, Any]) -> bool:
     return bool(info_modified and written and claim.get("job_id") and info_modified > written)
 
 
+def job_window_start(claim: dict[str, Any]) -> float:
+    """A time by COS's clock no later than the claim's job was submitted, for comparing with COS timestamps:
+    the claim's last write (recording the job, which follows POST /jobs) less the time its submitter took
+    from claiming to recording (one function's clock, so a skewed clock cancels out), less a second for
+    whole-second timestamps. 0 (any time) for an adopted job, recorded by another than its submitter."""
+    written = float(claim.get(WRITTEN) or 0)
+    if not written or claim.get("adopted") or not claim.get("submitted_at") or not claim.get("claimed_at"):
+        return 0.0
+    took = max(0.0, float(claim["submitted_at"]) - float(claim["claimed_at"]))
+    return max(0.0, written - took - 1)
+
+
 def doubtful(info_modified: float, claim: dict[str, Any], version_id: str = "") -> bool:
     """Whether the claim's job cannot vouch for the bytes the object holds now: rewritten since (above);
     another version than the one submitted (on a versioned bucket the version id tells a rewrite within
@@ -259,7 +271,7 @@ class Records:
         if current is None or int(current.get("attempts") or 1) != attempt or current.get("job_id"):
             self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
             return None
-        doc = self.update_claim(rid, current, job_id=job_id, status="SUBMITTED", **fields)
+        doc = self.update_claim(rid, current, job_id=job_id, status="SUBMITTED", adopted=True, **fields)
         self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
         return doc
 

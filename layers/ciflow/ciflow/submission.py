@@ -196,7 +196,11 @@ class Submitter(Ports):
                                 extra={"rule": rule.name, "job_id": claim.get("job_id", "")})
                     # The retry of a submission whose tag check failed or was cut short checks again: its
                     # PENDING write may have landed on newer content, which would keep it for good.
-                    settle_pending(self.storage, records, info.key, rule, etag)
+                    if settle_pending(self.storage, records, info.key, rule, etag) and claim.get("job_id") \
+                            and not claim.get(OTHER_CONTENT):
+                        # Other bytes at the key while the job may not have run yet: CI may read them. (Only once
+                        # the job is recorded: its submitter writes the claim no more, but for this same flag.)
+                        records.update_claim(rid, None, **{OTHER_CONTENT: True})
                     return None
                 if not claim.get("job_id") and not again:
                     # The submitter died between claiming and recording, or let go: CI may have the job
@@ -236,7 +240,7 @@ class Submitter(Ports):
                 rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
                 lost=int(claim.get("lost") or 0) + (1 if lost else 0), claimed_at=int(time.time()),
                 version_id=info.version_id, size=info.size, lease=self.lease, replaced=replaced_jobs(claim),
-                **{OTHER_CONTENT: False}),
+                adopted=False, **{OTHER_CONTENT: False}),
                 lambda: self.storage.get_tags(bucket, info.key))
             if isinstance(recorded, Failed):
                 raise recorded.error
@@ -285,8 +289,15 @@ class Submitter(Ports):
             # while it runs). The verdict writes the tags; the check below repairs a write that landed.
             logger.warning("the PENDING tag write failed; the job is recorded all the same",
                            extra={"rule": rule.name, "job_id": job_id, "error": str(tagged.error)})
-        other, _ = together(lambda: settle_pending(self.storage, records, info.key, rule, etag),
-                            lambda: self._record_job(records, rid, claim, job_id))
+        other, recorded = settled(lambda: settle_pending(self.storage, records, info.key, rule, etag),
+                                  lambda: self._record_job(records, rid, claim, job_id))
+        if isinstance(recorded, Failed):
+            raise recorded.error
+        if isinstance(other, Failed):
+            # The check of the key after POST /jobs did not finish: nothing vouches that CI reads these bytes.
+            logger.warning("could not check the key after submitting; the job's verdict will not count",
+                           extra={"rule": rule.name, "job_id": job_id, "error": str(other.error)})
+            other = True
         if other:
             # Other bytes were at the key just after POST /jobs (an overwrite, or an event that named older
             # content): CI reads the object when the job runs, so its verdict cannot vouch for these bytes.
