@@ -107,8 +107,9 @@ def _explained_by_same_second_rewrite(world: World, v: Violation) -> bool:
 # run (counted in the statistics), each with a regression test showing its sequence.
 LIMITATIONS = {f.name: f for f in (
     Finding("delete-races-upload",
-            "on a bucket without versioning, removing the inspected content is a HEAD then an unconditional "
-            "DELETE; an upload landing in between is deleted (COS documents no If-Match on DELETE)",
+            "on a bucket without versioning, removing the inspected content is a read that shows its ETag (a "
+            "conditional copy, or a HEAD) then an unconditional DELETE; an upload landing in between is deleted "
+            "(COS documents no If-Match on DELETE)",
             _explained_by_delete_race),
     Finding("same-second-rewrite",
             "on a bucket without version ids, the key overwritten while its job runs and then written with the "
@@ -124,22 +125,7 @@ LIMITATIONS = {f.name: f for f in (
 )}
 
 
-def _explained_by_unchecked_misread(world: World, v: Violation) -> bool:
-    # What a verdict about other bytes does (acts on content it was not about, tags it, or leaves it
-    # readable), when the job's submitter died after POST /jobs, before its check of the key was recorded.
-    if v.code not in ("wrong-action", "tags-other-content", "suspicious-readable") or not v.key:
-        return False
-    return any(j.key == v.key and _named_etag(j) == v.etag and misread(j) and j.job_id in world.checks.unchecked_jobs
-               for j in world.ci.jobs.values())
-
-
-FINDINGS = {f.name: f for f in (
-    Finding("verdict-from-other-bytes",
-            "CI reads a job's object when the job runs; when its submitter died after POST /jobs and before "
-            "what its check of the key found was recorded, and the key was written with the job's bytes again "
-            "afterwards, a verdict about other bytes is applied to them",
-            _explained_by_unchecked_misread),
-)}
+FINDINGS: dict[str, Finding] = {}
 
 
 

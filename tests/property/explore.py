@@ -86,11 +86,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         t = time.time()
         before = TOTALS["sequences"]
-        explained = sum(n for k, n in TOTALS.items() if k.startswith("violations explained"))
+        def counted(kind: str) -> int:
+            return sum(n for k, n in TOTALS.items() if k.startswith(f"violations explained by {kind}"))
+
+        findings, limits = counted("open finding"), counted("platform limit")
         failed = run(config, args.examples, args.steps, seed)
-        explained = sum(n for k, n in TOTALS.items() if k.startswith("violations explained")) - explained
+        findings, limits = counted("open finding") - findings, counted("platform limit") - limits
         verdict = ("VIOLATION" if failed else "no invariant violated" + (
-            f" other than by the open findings ({explained} violation(s) they explain)" if explained else ""))
+            f" other than by the open findings ({findings} violation(s) they explain)" if findings else "") + (
+            f"; {limits} window(s) of the documented platform limits met" if limits else ""))
         print(f"  {config.describe()}: {TOTALS['sequences'] - before} sequences in {time.time() - t:.0f} s"
               f" — {verdict}", flush=True)
         if failed:
@@ -128,6 +132,7 @@ def print_statistics(totals: Counter[str], reached: Counter[str], seconds: float
                 "dead letters"):
         print(f"  {key:<44} {totals.get(key, 0):>9}")
     for prefix in ("sequences: ", "faults: ", "rule: ", "violations explained by open finding ",
+                   "violations explained by platform limit ",
                    "duplicate jobs on Suspended"):
         for key in sorted(k for k in totals if k.startswith(prefix)):
             print(f"  {key:<70} {totals[key]:>9}")

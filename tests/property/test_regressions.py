@@ -122,9 +122,10 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("CI finishes a job", (7,)), ("reconcile", ({},)), ("upload", (A, b"EVIL--1", "logged")),
         ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"BROKEN1", "documented")),
         ("deliver event", (2, {})), ("upload", (A, b"EVIL--1", "documented")), ("CI finishes a job", (2,))]),
-    # Open: clean-1's submitter stalls on its PENDING write beside POST /jobs; EVIL is written over clean-1 and
-    # CI reads it; the submitter dies before its check of the key is recorded; clean-1 comes back as a new
-    # version, and the verdict about EVIL quarantines it.
+    # Fixed: clean-1's submitter stalls on its PENDING write beside POST /jobs; EVIL is written over clean-1 and
+    # CI reads it; the submitter dies before recording the job or checking the key; clean-1 comes back as a new
+    # version, and the verdict about EVIL quarantined it. A job adopted from a submitter that never checked the
+    # key now has its verdict set aside.
     "verdict-from-other-bytes": (ENABLED, [
         ("upload", (B, b"clean-1", "documented")), ("deliver event", (5, {("cos.put_object_tagging", 0): "stall"})),
         ("upload", (B, b"EVIL--1", "logged")), ("CI finishes a job", (6,)),
@@ -135,8 +136,8 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (A, b"BROKEN1", "documented")), ("deliver event", (0, {})),
         ("upload", (A, b"clean-1", "logged")), ("CI finishes a job", (0,)),
         ("upload", (A, b"BROKEN1", "documented"))]),
-    # Platform limit: the event's meta.ETag names EVIL while clean-1 is current; its submitter dies in its check
-    # of the key after POST /jobs; CI reads clean-1; EVIL is written again in the same second.
+    # Fixed: the event's meta.ETag names EVIL while clean-1 is current; its submitter dies in its check of the
+    # key after POST /jobs, before recording the job; CI reads clean-1; EVIL is written again in the same second.
     "same-second-rewrite-unchecked": (NEVER, [
         ("upload", (B, b"EVIL--1", "logged")), ("upload", (B, b"clean-1", "documented")),
         ("deliver event", (0, {8: "crash"})), ("CI finishes a job", (5,)), ("upload", (B, b"EVIL--1", "logged"))]),
@@ -154,8 +155,7 @@ def test_every_open_finding_and_platform_limit_has_a_regression() -> None:
     assert set(FINDINGS) | set(LIMITATIONS) <= set(REGRESSIONS)
 
 
-@pytest.mark.parametrize("name,limit", [("overwrite-before-event", "overwrite-before-verdict"),
-                                        ("same-second-rewrite-unchecked", "same-second-rewrite")])
+@pytest.mark.parametrize("name,limit", [("overwrite-before-event", "overwrite-before-verdict")])
 def test_a_second_sequence_of_a_platform_limit(name: str, limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     kind, steps = REGRESSIONS[name]
     assert replay(Config(kind), steps)[0] is None

@@ -9,6 +9,7 @@ and repaired from that content's own records (`settle_tags`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -19,6 +20,10 @@ from .records import RecordId, Records, pending_work
 from .results import Verdict, verdict_from_result
 from .rules import Rule
 from .storage import ObjectInfo, Storage, is_version
+
+# A copy that answered within this many times the HEAD's round trip read the source at most about half a round
+# trip before answering: the DELETE follows it without another HEAD (`ActionRunner._move`).
+COPY_AS_FAST_AS_HEAD = 1.5
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Seen:
     dest_key: Optional[str] = None
     dest: Optional[ObjectInfo] = None
     extra: list[Any] = field(default_factory=list)
+    head_seconds: float = 0.0      # how long the HEAD of the key took: one round trip, as this function sees it
 
 
 def status_tags(rule: Rule, v: Verdict) -> list[tuple[str, str]]:
@@ -177,11 +183,18 @@ class ActionRunner:
         """HEAD the key, read its tags, HEAD the move's destination, plus any `extra` reads: together."""
         _, prefix = self.destination(rule, v)
         dest_key = prefix + key if prefix is not None else None
-        results = together(lambda: self.storage.head(self.bucket, key),
-                           lambda: self.storage.get_tags(self.bucket, key),
+        took = [0.0]
+
+        def head() -> Optional[ObjectInfo]:
+            started = time.monotonic()
+            info = self.storage.head(self.bucket, key)
+            took[0] = time.monotonic() - started
+            return info
+
+        results = together(head, lambda: self.storage.get_tags(self.bucket, key),
                            (lambda: self.storage.head(self.bucket, dest_key)) if dest_key else None,
                            *extra)
-        return Seen(results[0], results[1], dest_key, results[2], results[3:])
+        return Seen(results[0], results[1], dest_key, results[2], results[3:], took[0])
 
     def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None,
               alongside: Optional[Callable[[], Any]] = None, job_version: str = "", known: bool = False,
@@ -243,24 +256,35 @@ class ActionRunner:
             # Something else already sits at the destination: keep both by scoping ours to the job.
             dest = f"{prefix}{v.job_id}/{key}"
             existing = self.storage.head(self.bucket, dest)
+        fresh = False
         if existing is None:
             # The copy carries the tags, and takes exactly the inspected content (version, ETag).
-            copied, _ = together(lambda: self.storage.copy(self.bucket, key, dest, if_match=etag,
-                                                           version_id=info.version_id, tags=merged, size=info.size),
-                                 alongside)
+            took = [0.0]
+
+            def copy() -> bool:
+                started = time.monotonic()
+                done = self.storage.copy(self.bucket, key, dest, if_match=etag, version_id=info.version_id,
+                                         tags=merged, size=info.size)
+                took[0] = time.monotonic() - started
+                return done
+
+            copied, _ = together(copy, alongside)
             if not copied:
                 logger.warning("source changed or vanished during the move; left in place")
                 return Applied("stale", key)
+            # The conditional copy just found the inspected ETag at the key. When it answered about as fast as a
+            # HEAD does, checking again before the DELETE would narrow nothing: an upload can land between the
+            # copy and the DELETE, or between a HEAD and the DELETE, for one round trip either way. A slower copy
+            # (a large object) is checked again (docs/reliability.md, "Known limits").
+            fresh = 0.0 < took[0] <= COPY_AS_FAST_AS_HEAD * seen.head_seconds
         else:
             # A copy from an earlier attempt: make sure it carries this verdict's tags.
             dest_tags, _ = together(lambda: self.storage.get_tags(self.bucket, dest) or {}, alongside)
             if dest_tags != merged:
                 self.storage.put_tags(self.bucket, dest, merged)
         out = Applied("applied", dest, merged)
-        # The key is checked again before the delete, even right after the conditional copy: a copy whose
-        # answer came late may have been overtaken by a new upload, which must not be deleted.
         together((lambda: self.storage.make_private(self.bucket, dest)) if "make_private" in actions else None,
-                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id))
+                 lambda: self.storage.delete_content(self.bucket, key, etag, info.version_id, checked=fresh))
         out.nothing_revealed = not is_version(info.version_id)
         if "make_private" in actions:
             out.steps.append("made-private")

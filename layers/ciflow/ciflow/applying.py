@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 from . import userdata
@@ -50,6 +51,9 @@ def vouched(records: Records, rid: RecordId, claim: dict[str, Any]) -> bool:
 class Completer:
     """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
 
+    # Seconds to wait, one after another, for a submitter to record the job whose result came first.
+    RECORD_WAITS: tuple[float, ...] = (0.1, 0.3, 0.6)
+
     def __init__(self, storage: Storage, ci: CiJobs, settings: Settings, rules: RuleSet):
         self.storage = storage
         self.ci = ci
@@ -92,9 +96,12 @@ class Completer:
             logger.warning("callback for a superseded job; ignored",
                            extra={"current_job_id": claim.get("job_id"), "attempt": ud.attempt})
             return {"job_id": job_id, "status": "superseded"}
+        if claim and ud.attempt == current and not claim.get("job_id"):
+            claim = self.recorded(records, rid, claim, job_id)
         if seen.info is not None and seen.info.etag == ud.etag:
             absent = v.outcome == "FAILED" and v.reason == INPUT_ABSENT
-            if absent or (seen.info.versioned and records.other_content_removed(rid, job_window_start(claim))):
+            if (absent or (seen.info.versioned and records.other_content_removed(rid, job_window_start(claim)))) \
+                    and not self.concluded(records, rid, job_id):
                 # The job found nothing at the key, yet these bytes are there now (written again); or other bytes
                 # were at the key while the job could run and a verdict removed them since, which made these
                 # current again (CI may have read them). As for a rewrite, nothing is applied or kept, and the
@@ -105,7 +112,8 @@ class Completer:
                 records.write_result(rid, None, job_id=job_id, outcome=v.outcome, applied="stale",
                                      reason=v.reason if absent else "OtherContentRemoved")
                 return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
-        if seen.info is not None and seen.info.etag == ud.etag and not_about(seen.info, claim, v):
+        if seen.info is not None and seen.info.etag == ud.etag and not_about(seen.info, claim, v) \
+                and not self.concluded(records, rid, job_id):
             # The key holds these bytes again, but was rewritten while the job ran (A-B-A), or CI's result
             # is about a file of another size: CI may have read other bytes. Nothing is applied and no
             # verdict is kept for these bytes; the rewrite's own event gets them a new job. Should that
@@ -121,6 +129,28 @@ class Completer:
                                                          job_version=str(claim.get("version_id") or ""),
                                                          vouched=lambda: vouched(records, rid, claim)),
                           ud.attempt)
+
+    def recorded(self, records: Records, rid: RecordId, claim: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """The claim with this job recorded in it. A result can come before its submitter records the job, one
+        round trip after POST /jobs: the claim is read again a few times. Should the job still be missing, its
+        submitter died (or let go) before recording it, and before its check of the key: the job is adopted,
+        and (unless the submitter's release said the key was checked) its verdict will not count."""
+        for wait in self.RECORD_WAITS:
+            time.sleep(wait)
+            again = records.read_claim(rid)
+            moved = again is not None and int(again.get("attempts") or 1) != int(claim.get("attempts") or 1)
+            if again is None or again.get("job_id") or moved:
+                return again or claim
+        logger.warning("the job was never recorded by its submitter; adopted", extra={"job_id": job_id})
+        return records.adopt(rid, claim, job_id) or records.read_claim(rid) or claim
+
+    @staticmethod
+    def concluded(records: Records, rid: RecordId, job_id: str) -> bool:
+        """Whether this job's verdict was applied already (a repeated callback, or reconcile before it): then a
+        doubt raised by what happened since (a rewrite, a removal) is for the new bytes' own handling, and must
+        not overwrite the verdict recorded when the job concluded. One GET, on the doubtful paths only."""
+        done = records.read_result(rid)
+        return bool(done) and done.get("job_id") == job_id and verdict_from_result(done) is not None
 
     def apply(self, records: Records, rid: RecordId, rule: Rule, v: Verdict, act: Any,
               marker: Optional[int]) -> dict[str, Any]:

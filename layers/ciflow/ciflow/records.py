@@ -262,7 +262,9 @@ class Records:
         claim has no compare-and-swap, and the adopter is not its owner: it read the claim some time ago, and a
         takeover may have started a newer attempt since. So the adopter first wins the attempt's adoption token
         (conditional create; a takeover closes it before starting the next attempt), then reads the claim
-        again. The claim written, or None when another adopter or a takeover came first."""
+        again. The claim written, or None when another adopter or a takeover came first. Unless the submitter
+        checked the key after POST /jobs and said so (`checked`, written with a release), the job's verdict
+        will not count (`OTHER_CONTENT`)."""
         attempt = int(claim.get("attempts") or 1)
         key = self._token(rid, f"{attempt}.adopt")
         if not self.storage.create_if_absent(self.store, key, json.dumps({"by": "adopter", "lease": lease}).encode()):
@@ -271,6 +273,10 @@ class Records:
         if current is None or int(current.get("attempts") or 1) != attempt or current.get("job_id"):
             self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
             return None
+        if not current.get("checked"):
+            # Its submitter died before its check of the key after POST /jobs: nothing vouches that CI reads
+            # the claimed bytes, so the job's verdict is set aside and the bytes get a new job.
+            fields = {**fields, OTHER_CONTENT: True}
         doc = self.update_claim(rid, current, job_id=job_id, status="SUBMITTED", adopted=True, **fields)
         self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
         return doc

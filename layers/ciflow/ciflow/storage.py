@@ -336,7 +336,7 @@ class Storage:
             kwargs["KeyMarker"] = r.get("NextKeyMarker")
             kwargs["VersionIdMarker"] = r.get("NextVersionIdMarker")
 
-    def delete_content(self, bucket: str, key: str, etag: str, version_id: str = "") -> int:
+    def delete_content(self, bucket: str, key: str, etag: str, version_id: str = "", checked: bool = False) -> int:
         """Make the bytes with `etag` unreadable at `key`: on a versioned bucket every version holding
         them is deleted (a plain delete would only add a marker); otherwise the key is deleted if it
         still holds them. Returns how many versions or objects were deleted."""
@@ -345,9 +345,10 @@ class Storage:
             for vid in doomed:
                 self.delete(bucket, key, vid)
             return len(doomed)
-        current = self.head(bucket, key)
-        if current is None or current.etag != etag:
-            return 0
+        if not checked:   # `checked`: the caller has just seen `etag` at the key
+            current = self.head(bucket, key)
+            if current is None or current.etag != etag:
+                return 0
         self.delete(bucket, key)
         return 1
 

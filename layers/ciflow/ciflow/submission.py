@@ -240,7 +240,7 @@ class Submitter(Ports):
                 rid, claim, attempts=attempt + 1, job_id="", status="CLAIMED",
                 lost=int(claim.get("lost") or 0) + (1 if lost else 0), claimed_at=int(time.time()),
                 version_id=info.version_id, size=info.size, lease=self.lease, replaced=replaced_jobs(claim),
-                adopted=False, **{OTHER_CONTENT: False}),
+                adopted=False, checked=False, **{OTHER_CONTENT: False}),
                 lambda: self.storage.get_tags(bucket, info.key))
             if isinstance(recorded, Failed):
                 raise recorded.error
@@ -278,8 +278,16 @@ class Submitter(Ports):
             elif isinstance(detail.error, RetryableError):
                 # Release the claim so the platform's retry of this event takes over at once (it looks
                 # for a job CI may have accepted before submitting again). The marker stays: if the
-                # release fails too, reconcile still finds the claim.
-                self._release(records, rid, claim)
+                # release fails too, reconcile still finds the claim. CI may have accepted the job all the
+                # same: the key is checked first, as after an accepted POST, and the release says what the
+                # check found, so that whoever adopts that job knows whether it may read other bytes.
+                try:
+                    other: Optional[bool] = settle_pending(self.storage, records, info.key, rule, etag)
+                except (RetryableError, PermanentError) as exc:
+                    logger.warning("could not check the key after POST /jobs failed", extra={"error": str(exc)})
+                    other = None
+                self._release(records, rid, claim, **({} if other is None else {"checked": True, OTHER_CONTENT: other}))
+                raise detail.error
             if pending != tags:
                 self._check_tags(records, info.key, rule, etag)
             raise detail.error
@@ -333,12 +341,12 @@ class Submitter(Ports):
             logger.warning("could not check the PENDING write after POST /jobs failed", extra={"error": str(exc)})
 
     @staticmethod
-    def _release(records: Records, rid: RecordId, claim: dict[str, Any], tries: int = 3) -> None:
+    def _release(records: Records, rid: RecordId, claim: dict[str, Any], tries: int = 3, **fields: Any) -> None:
         """Mark the claim released, trying a little harder than one request: a released claim is taken
         over at once, a claim left CLAIMED only after its lease."""
         for attempt in range(1, tries + 1):
             try:
-                records.update_claim(rid, claim, status="RELEASED")
+                records.update_claim(rid, claim, status="RELEASED", **fields)
                 return
             except RetryableError:
                 if attempt == tries:
