@@ -130,6 +130,14 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (B, b"clean-1", "documented")), ("deliver event", (5, {("cos.put_object_tagging", 0): "stall"})),
         ("upload", (B, b"EVIL--1", "logged")), ("CI finishes a job", (6,)),
         ("stalled request resumes", (4, "land_then_crash")), ("upload", (B, b"clean-1", "documented"))]),
+    # Fixed: POST /jobs is accepted but answers an error; the submitter stalls on its release; the result comes,
+    # finds the job unrecorded and adopts it; the release then lands over the adoption, and every later adopter
+    # found the adoption token taken: EVIL was never finished.
+    "release-over-adoption": (NEVER, [
+        ("upload", (B, b"BROKEN1", "documented")), ("upload", (B, b"EVIL--1", "documented")),
+        ("upload", (A, b"EVIL--1", "logged")), ("deliver event", (7, {})), ("deliver event", (6, {})),
+        ("deliver event", (6, {7: "stall", ("ci.create", 0): "fail_after"})), ("CI finishes a job", (3,)),
+        ("deliver callback", (2, {}))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [

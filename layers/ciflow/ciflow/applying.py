@@ -11,7 +11,7 @@ from .ci import CiJobs
 from .concurrency import together
 from .errors import PermanentError
 from .log import bind, logger
-from .records import OTHER_CONTENT, RecordId, Records, doubtful, job_window_start
+from .records import OTHER_CONTENT, RecordId, Records, doubtful, in_flight, job_window_start
 from .results import INPUT_ABSENT, Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
@@ -27,6 +27,7 @@ def result_fields(v: Verdict, applied: Applied) -> dict[str, Any]:
 
 
 _UNREAD: Any = object()
+DEFERRED = "_deferred"   # in a claim `Completer.recorded` returns: the result is left to reconcile
 
 
 def not_about(info: Any, claim: dict[str, Any], v: Verdict) -> bool:
@@ -98,6 +99,8 @@ class Completer:
             return {"job_id": job_id, "status": "superseded"}
         if claim and ud.attempt == current and not claim.get("job_id"):
             claim = self.recorded(records, rid, claim, job_id)
+            if claim.get(DEFERRED):
+                return {"job_id": job_id, "key": key, "status": "deferred", "outcome": v.outcome}
         if seen.info is not None and seen.info.etag == ud.etag:
             absent = v.outcome == "FAILED" and v.reason == INPUT_ABSENT
             if (absent or (seen.info.versioned and records.other_content_removed(rid, job_window_start(claim)))) \
@@ -135,12 +138,22 @@ class Completer:
         round trip after POST /jobs: the claim is read again a few times. Should the job still be missing, its
         submitter died (or let go) before recording it, and before its check of the key: the job is adopted,
         and (unless the submitter's release said the key was checked) its verdict will not count."""
+        age = 0.0
         for wait in self.RECORD_WAITS:
             time.sleep(wait)
-            again = records.read_claim(rid)
-            moved = again is not None and int(again.get("attempts") or 1) != int(claim.get("attempts") or 1)
-            if again is None or again.get("job_id") or moved:
-                return again or claim
+            found = records.read_claim_record(rid)
+            if found is None:
+                return claim
+            again, age = found
+            if again.get("job_id") or int(again.get("attempts") or 1) != int(claim.get("attempts") or 1):
+                return again
+            claim = again
+        if in_flight(claim, age):
+            # Its submitter may still be at work (and would write the claim after an adopter): the result is
+            # left to reconcile, which finds the marker once the job is recorded or the lease ran out.
+            logger.warning("the job is not recorded yet and its submitter may be at work; left to reconcile",
+                           extra={"job_id": job_id})
+            return {**claim, DEFERRED: True}
         logger.warning("the job was never recorded by its submitter; adopted", extra={"job_id": job_id})
         return records.adopt(rid, claim, job_id) or records.read_claim(rid) or claim
 

@@ -39,7 +39,6 @@ from .results import Verdict, is_final
 from .rules import RuleSet
 from .settings import Settings
 from .storage import Storage
-from .userdata import UserData
 
 
 def read_attempt(claim: dict[str, Any]) -> dict[str, Any]:
@@ -143,22 +142,10 @@ class Reconciler(Ports):
         job_id = str(claim.get("job_id") or "")
         if not job_id:
             if in_flight(claim, age):
-                # A submitter may still be at work: never race it (a released claim is taken over at
-                # once; a takeover is exclusive, Records.take_over). But a job CI already has, whose
-                # id the submitter failed to record, is adopted now rather than after the lease.
-                attempt = int(claim.get("attempts") or 1)
-                found = self.ci.find(bucket, rule.job, rid.key, UserData(rule.name, rid.etag, attempt=attempt).encode())
-                if found is None:
-                    return rid, "waiting"
-                adopted = records.adopt(rid, claim, str(found["JobId"]))
-                if adopted is None:
-                    return rid, "waiting"
-                claim = adopted
-                logger.warning("adopted a job whose submitter did not record it", extra={"job_id": found["JobId"]})
-                if not is_final(found):
-                    return rid, "waiting"
-                result = self.completer.complete(bucket, found, claim=claim)
-                return rid, "applied" if result.get("status") not in ("superseded", "not-ours") else "gone"
+                # A submitter may still be at work: never race it, nor adopt the job it may yet record (it
+                # would write the claim after the adopter). A released claim, or one whose lease ran out, is
+                # taken over (which adopts a job CI has: Submitter.submit; a takeover is exclusive).
+                return rid, "waiting"
             return rid, self._resubmit(bucket, records, rid, rule, lost=False, claim=claim)
         detail = details.get(job_id)
         if detail is None:

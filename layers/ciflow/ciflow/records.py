@@ -268,7 +268,13 @@ class Records:
         attempt = int(claim.get("attempts") or 1)
         key = self._token(rid, f"{attempt}.adopt")
         if not self.storage.create_if_absent(self.store, key, json.dumps({"by": "adopter", "lease": lease}).encode()):
-            return None
+            token = self.storage.get_record(self.store, key)
+            doc = (_load(token.body) or {}) if token is not None else {}
+            if doc.get("by") != "adopter" or not (doc.get("done") or token is None or
+                                                  token.age >= float(doc.get("lease") or STALE_CLAIM_SECONDS)):
+                return None   # closed by a takeover, or another adopter is at work
+            # An adoption done before, whose record a late write of the submitter (its release) replaced: the
+            # claim, read again below, shows the same attempt without a job, and the adoption is made again.
         current = self.read_claim(rid)
         if current is None or int(current.get("attempts") or 1) != attempt or current.get("job_id"):
             self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
@@ -291,9 +297,12 @@ class Records:
             return True
         token = self.storage.get_record(self.store, key)
         doc = (_load(token.body) or {}) if token is not None else {}
-        if token is None or doc.get("by") != "adopter" or doc.get("done"):
-            return True
-        return token.age >= float(doc.get("lease") or STALE_CLAIM_SECONDS)
+        if token is not None and doc.get("by") == "adopter" and not doc.get("done") and \
+                token.age < float(doc.get("lease") or STALE_CLAIM_SECONDS):
+            return False
+        if doc.get("by") != "takeover":
+            self.storage.put(self.store, key, json.dumps({"by": "takeover"}).encode())   # no adoption made again
+        return True
 
     def mark_pending(self, rid: RecordId, version_id: str = "", attempt: int = 1) -> None:
         """The marker of `attempt` that reconcile lists. Attempt 1's is written together with the claim, and
