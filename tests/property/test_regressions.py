@@ -138,6 +138,13 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (A, b"EVIL--1", "logged")), ("deliver event", (7, {})), ("deliver event", (6, {})),
         ("deliver event", (6, {7: "stall", ("ci.create", 0): "fail_after"})), ("CI finishes a job", (3,)),
         ("deliver callback", (2, {}))]),
+    # Fixed: reconcile gives BROKEN1's job up (Timeout) after the key was deleted; the job then runs and finds
+    # nothing; BROKEN1 is written again (its event lost). The job's result was set aside, but with the marker
+    # gone nothing gave BROKEN1 a new job, and it kept the FAILED tags of a job that read nothing.
+    "absent-input-after-give-up": (ENABLED, [
+        ("upload", (A, b"BROKEN1", "logged")), ("deliver event", (4, {})), ("time passes", (3601,)),
+        ("delete", (A,)), ("reconcile", ({},)), ("CI finishes a job", (4,)), ("upload", (A, b"EVIL--1", "logged")),
+        ("upload", (A, b"BROKEN1", "logged")), ("drop event", (1,))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [

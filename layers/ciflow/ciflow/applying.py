@@ -107,11 +107,13 @@ class Completer:
                     and not self.concluded(records, rid, job_id):
                 # The job found nothing at the key, yet these bytes are there now (written again); or other bytes
                 # were at the key while the job could run and a verdict removed them since, which made these
-                # current again (CI may have read them). As for a rewrite, nothing is applied or kept, and the
-                # marker stays, so that reconcile submits these bytes again.
+                # current again (CI may have read them). As for a rewrite, nothing is applied or kept, and a
+                # marker of the attempt stays (written again: reconcile may have given the job up and dropped it
+                # meanwhile), so that reconcile submits these bytes again.
                 logger.warning("the job may not have read these bytes; they get a new job",
                                extra={"outcome": v.outcome, "reason": v.reason or "OtherContentRemoved"})
-                records.update_claim(rid, None, **{OTHER_CONTENT: True})
+                together(lambda: records.mark_pending(rid, seen.info.version_id, int(claim.get("attempts") or 1)),
+                         lambda: records.update_claim(rid, None, **{OTHER_CONTENT: True}))
                 records.write_result(rid, None, job_id=job_id, outcome=v.outcome, applied="stale",
                                      reason=v.reason if absent else "OtherContentRemoved")
                 return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
