@@ -17,7 +17,7 @@ import pytest
 
 from tests.model import checks
 from tests.model.checks import FINDINGS, LIMITATIONS
-from tests.model.cos import ENABLED, NEVER
+from tests.model.cos import ENABLED, NEVER, SUSPENDED
 
 from .machine import Config, Step
 from .replay import replay
@@ -145,6 +145,11 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (A, b"BROKEN1", "logged")), ("deliver event", (4, {})), ("time passes", (3601,)),
         ("delete", (A,)), ("reconcile", ({},)), ("CI finishes a job", (4,)), ("upload", (A, b"EVIL--1", "logged")),
         ("upload", (A, b"BROKEN1", "logged")), ("drop event", (1,))]),
+    # Fixed: EVIL's event (meta.ETag) is handled while clean-2 is current; the check of the key after POST /jobs
+    # fails, so EVIL's PENDING write on clean-2 was never repaired (clean-2's event is lost, EVIL's job too).
+    "failed-check-left-pending": (SUSPENDED, [
+        ("upload", (A, b"EVIL--1", "logged")), ("upload", (A, b"clean-2", "logged")),
+        ("deliver event", (2, {5: "fail_after"})), ("drop event", (0,)), ("CI loses a job", (4,))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [

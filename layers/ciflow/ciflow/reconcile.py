@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .actions import ActionRunner
+from .actions import ActionRunner, settle_tags
 from .applying import Completer
 from .ci import CiJobs
 from .concurrency import Failed, settled, together
@@ -193,6 +193,9 @@ class Reconciler(Ports):
             # (About the attempt read: should a newer one have started meanwhile, the result does not conclude it.)
             records.write_result(rid, read_attempt(claim)["attempt"] or 1,
                                  applied="object-missing" if info is None else "stale", **read_attempt(claim))
+            if info is not None:
+                # This job's PENDING write may have landed on that content, whose own event may never come.
+                settle_tags(self.storage, records, rid.key, rule, rid.etag)
             return "gone"
         # The takeover replaces the attempt read here only: by the time it runs, another taker-over (an
         # overlapping run, the platform's retry) may have started a newer one, whose job must not get a twin.

@@ -301,10 +301,13 @@ class Submitter(Ports):
                                   lambda: self._record_job(records, rid, claim, job_id))
         if isinstance(recorded, Failed):
             raise recorded.error
-        if isinstance(other, Failed):
+        unchecked = other.error if isinstance(other, Failed) else None
+        if unchecked is not None:
             # The check of the key after POST /jobs did not finish: nothing vouches that CI reads these bytes.
+            # Said in the claim, then the error is raised: the platform's retry checks the key again (its
+            # tags too: this PENDING write may have landed on other content).
             logger.warning("could not check the key after submitting; the job's verdict will not count",
-                           extra={"rule": rule.name, "job_id": job_id, "error": str(other.error)})
+                           extra={"rule": rule.name, "job_id": job_id, "error": str(unchecked)})
             other = True
         if other:
             # Other bytes were at the key just after POST /jobs (an overwrite, or an event that named older
@@ -316,6 +319,8 @@ class Submitter(Ports):
                                  **{OTHER_CONTENT: True})
         if isinstance(tagged, Failed) and not isinstance(tagged.error, (RetryableError, PermanentError)):
             raise tagged.error
+        if isinstance(unchecked, RetryableError):
+            raise unchecked
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
         return job_id
 
