@@ -62,8 +62,8 @@ def _explained_by_overwrite_before_verdict(world: World, v: Violation) -> bool:
     # CI reads the key, not a version. Other bytes written over the inspected version before its verdict came
     # leave nothing that shows which of them CI read, so the library keeps no verdict for either (the result
     # is "stale" or "object-missing") and removes nothing; the overwritten version stays readable by VersionId.
-    # Likewise a documented event names neither ETag nor version: an upload overwritten before its event is
-    # handled is never seen (the event's HEAD finds the newer bytes).
+    # Likewise a documented event names neither ETag nor version: an upload overwritten or deleted before its
+    # event is handled is never seen (the event's HEAD finds the newer bytes, or nothing).
     if v.code != "suspicious-version-readable":
         return False
     doc = world.checks.result_record(v.key, v.etag) or {}
@@ -71,7 +71,10 @@ def _explained_by_overwrite_before_verdict(world: World, v: Violation) -> bool:
         if up.key != v.key or up.etag != v.etag:
             continue
         overwritten = any(o.key == v.key and o.etag != v.etag and o.uid > up.uid for o in world.uploads)
-        if overwritten and (doc.get("applied") in ("stale", "object-missing") or up.form == "documented"):
+        deleted = any(k == v.key and n >= up.uid for k, n in world.user_deletes)
+        if overwritten and doc.get("applied") in ("stale", "object-missing"):
+            return True
+        if (overwritten or deleted) and up.form == "documented":
             return True
     return False
 
@@ -118,9 +121,9 @@ LIMITATIONS = {f.name: f for f in (
             _explained_by_same_second_rewrite),
     Finding("overwrite-before-verdict",
             "on a versioned bucket, a version overwritten with other bytes before its verdict came (CI reads "
-            "the key, not a version, so nothing shows which bytes the verdict is about), or before its event "
-            "was handled (a documented event names neither ETag nor version): a suspicious version stays "
-            "readable by VersionId",
+            "the key, not a version, so nothing shows which bytes the verdict is about), or overwritten or "
+            "deleted before its event was handled (a documented event names neither ETag nor version): a "
+            "suspicious version stays readable by VersionId",
             _explained_by_overwrite_before_verdict),
 )}
 

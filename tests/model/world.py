@@ -271,6 +271,7 @@ class World:
         self.local = threading.local()
         self.cv = threading.Condition()
         self.uploads: list[Upload] = []
+        self.user_deletes: list[tuple[str, int]] = []   # (key, how many uploads there had been)
         self.by_version: dict[int, Upload] = {}
         self.uploads_at_job: dict[str, int] = {}      # job id → how many uploads there had been when CI accepted it
         self.events: list[PendingEvent] = []
@@ -512,6 +513,7 @@ class World:
 
     def delete(self, key: str) -> None:
         self.cos.delete(BUCKET, key)
+        self.user_deletes.append((key, len(self.uploads)))
         self.note(f"user: delete {key}")
 
     def _cos_event(self, up: Upload) -> dict[str, Any]:

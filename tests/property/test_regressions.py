@@ -150,6 +150,11 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
     "failed-check-left-pending": (SUSPENDED, [
         ("upload", (A, b"EVIL--1", "logged")), ("upload", (A, b"clean-2", "logged")),
         ("deliver event", (2, {5: "fail_after"})), ("drop event", (0,)), ("CI loses a job", (4,))]),
+    # Platform limit: EVIL is quarantined; EVIL is uploaded again and the key deleted before that upload's
+    # documented event is handled: its HEAD finds nothing, and nothing names the EVIL version.
+    "delete-before-event": (ENABLED, [
+        ("upload", (B, b"EVIL--1", "documented")), ("deliver event", (3, {})), ("CI finishes a job", (7,)),
+        ("deliver callback", (5, {})), ("upload", (B, b"EVIL--1", "documented")), ("delete", (B,))]),
     # Platform limit: BROKEN1's job is submitted and recorded while the key holds BROKEN1; clean-1 overwrites it
     # and CI reads clean-1; BROKEN1 comes back in the same second, so its Last-Modified shows no rewrite.
     "same-second-rewrite": (NEVER, [
@@ -175,7 +180,8 @@ def test_every_open_finding_and_platform_limit_has_a_regression() -> None:
     assert set(FINDINGS) | set(LIMITATIONS) <= set(REGRESSIONS)
 
 
-@pytest.mark.parametrize("name,limit", [("overwrite-before-event", "overwrite-before-verdict")])
+@pytest.mark.parametrize("name,limit", [("overwrite-before-event", "overwrite-before-verdict"),
+                                        ("delete-before-event", "overwrite-before-verdict")])
 def test_a_second_sequence_of_a_platform_limit(name: str, limit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     kind, steps = REGRESSIONS[name]
     assert replay(Config(kind), steps)[0] is None
