@@ -53,7 +53,7 @@ class Completer:
     """Apply a job's verdict once it is confirmed by CI. Shared by the callback and reconcile."""
 
     # Seconds to wait, one after another, for a submitter to record the job whose result came first.
-    RECORD_WAITS: tuple[float, ...] = (0.1, 0.3, 0.6)
+    RECORD_WAITS: tuple[float, ...] = (0.2, 0.4, 0.8, 1.6)
 
     def __init__(self, storage: Storage, ci: CiJobs, settings: Settings, rules: RuleSet):
         self.storage = storage
