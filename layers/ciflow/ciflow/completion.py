@@ -9,6 +9,7 @@ or malformed requests get a 4xx and change nothing.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Optional
 
 from . import tokens, userdata
@@ -86,9 +87,17 @@ class CallbackHandler(Ports):
         records = Records.of(self.storage, claim.bucket, self.settings)
         rid = RecordId(claim.key, etag, rule.name)
         dests = possible_destinations(rule, self.rules.quarantine_prefix, claim.key)
+        took = [0.0]
+
+        def head() -> Any:
+            started = time.monotonic()
+            info = self.storage.head(claim.bucket, claim.key)
+            took[0] = time.monotonic() - started
+            return info
+
         reads = together(lambda: self.ci.get(claim.bucket, claim.job_id),
                          lambda: records.read_claim(rid),
-                         lambda: self.storage.head(claim.bucket, claim.key),
+                         head,
                          lambda: self.storage.get_tags(claim.bucket, claim.key),
                          *[(lambda d=d: self.storage.head(claim.bucket, d)) for d in dests])
         detail, found_claim, info, tags = reads[:4]
@@ -103,7 +112,7 @@ class CallbackHandler(Ports):
             runner = ActionRunner(self.storage, claim.bucket, self.rules.quarantine_prefix)
             _, prefix = runner.destination(rule, v)
             dest_key = prefix + claim.key if prefix is not None else None
-        seen = Seen(info, tags, dest_key, heads.get(dest_key) if dest_key else None)
+        seen = Seen(info, tags, dest_key, heads.get(dest_key) if dest_key else None, head_seconds=took[0])
         return self.completer.complete(claim.bucket, detail, claim=found_claim, seen=seen)
 
     def _authenticate(self, token: str, bucket: str, key: str, user_data: Optional[str]) -> None:
