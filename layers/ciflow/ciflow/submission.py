@@ -300,6 +300,11 @@ class Submitter(Ports):
         other, recorded = settled(lambda: settle_pending(self.storage, records, info.key, rule, etag),
                                   lambda: self._record_job(records, rid, claim, job_id))
         if isinstance(recorded, Failed):
+            # CI has the job, but the claim does not say so. Released with what the check of the key found,
+            # the claim is adopted at once (by the platform's retry, reconcile or the result itself), and the
+            # job's verdict counts as it would have; left CLAIMED, nobody could adopt it before the lease ran out.
+            self._release(records, rid, claim, **({} if isinstance(other, Failed) else
+                                                  {"checked": True, OTHER_CONTENT: bool(other)}))
             raise recorded.error
         unchecked = other.error if isinstance(other, Failed) else None
         if unchecked is not None:
