@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import pytest
 
-from ciflow import actions
+from ciflow import concurrency
 from ciflow.actions import ActionRunner
 from ciflow.results import Verdict
 from ciflow.rules import parse_rules
@@ -64,7 +64,7 @@ class Storage:
 
 
 def quarantine(monkeypatch: pytest.MonkeyPatch, storage: Storage, clock: Clock) -> list[str]:
-    monkeypatch.setattr(actions.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(concurrency.time, "monotonic", clock.monotonic)
     rules = parse_rules(json.dumps({"version": 1, "quarantine_prefix": "quarantine/", "rules": [
         {"name": "images", "job": "ImageInspect", "prefixes": ["uploads/"],
          "outcomes": {"SUSPICIOUS": {"actions": ["quarantine"]}}}]}))

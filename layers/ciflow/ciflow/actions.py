@@ -9,12 +9,11 @@ and repaired from that content's own records (`settle_tags`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from . import tagging
-from .concurrency import together
+from .concurrency import Timed, together
 from .log import logger
 from .records import RecordId, Records, pending_work
 from .results import Verdict, verdict_from_result
@@ -183,18 +182,11 @@ class ActionRunner:
         """HEAD the key, read its tags, HEAD the move's destination, plus any `extra` reads: together."""
         _, prefix = self.destination(rule, v)
         dest_key = prefix + key if prefix is not None else None
-        took = [0.0]
-
-        def head() -> Optional[ObjectInfo]:
-            started = time.monotonic()
-            info = self.storage.head(self.bucket, key)
-            took[0] = time.monotonic() - started
-            return info
-
+        head = Timed(lambda: self.storage.head(self.bucket, key))
         results = together(head, lambda: self.storage.get_tags(self.bucket, key),
                            (lambda: self.storage.head(self.bucket, dest_key)) if dest_key else None,
                            *extra)
-        return Seen(results[0], results[1], dest_key, results[2], results[3:], took[0])
+        return Seen(results[0], results[1], dest_key, results[2], results[3:], head.seconds)
 
     def apply(self, rule: Rule, key: str, etag: str, v: Verdict, seen: Optional[Seen] = None,
               alongside: Optional[Callable[[], Any]] = None, job_version: str = "", known: bool = False,
@@ -250,24 +242,12 @@ class ActionRunner:
     def _move(self, info: ObjectInfo, prefix: str, v: Verdict, merged: dict[str, str], actions: list[str],
               seen: Seen, alongside: Optional[Callable[[], Any]] = None) -> Applied:
         key, etag = info.key, info.etag
-        dest = seen.dest_key or prefix + key
-        existing = seen.dest
-        if existing is not None and existing.etag != etag:
-            # Something else already sits at the destination: keep both by scoping ours to the job.
-            dest = f"{prefix}{v.job_id}/{key}"
-            existing = self.storage.head(self.bucket, dest)
+        dest, existing = self._destination(prefix, key, etag, v.job_id, seen.dest)
         fresh = False
         if existing is None:
             # The copy carries the tags, and takes exactly the inspected content (version, ETag).
-            took = [0.0]
-
-            def copy() -> bool:
-                started = time.monotonic()
-                done = self.storage.copy(self.bucket, key, dest, if_match=etag, version_id=info.version_id,
-                                         tags=merged, size=info.size)
-                took[0] = time.monotonic() - started
-                return done
-
+            copy = Timed(lambda: self.storage.copy(self.bucket, key, dest, if_match=etag, version_id=info.version_id,
+                                                   tags=merged, size=info.size))
             copied, _ = together(copy, alongside)
             if not copied:
                 logger.warning("source changed or vanished during the move; left in place")
@@ -276,7 +256,7 @@ class ActionRunner:
             # HEAD does, checking again before the DELETE would narrow nothing: an upload can land between the
             # copy and the DELETE, or between a HEAD and the DELETE, for one round trip either way. A slower copy
             # (a large object) is checked again (docs/reliability.md, "Known limits").
-            fresh = 0.0 < took[0] <= COPY_AS_FAST_AS_HEAD * seen.head_seconds
+            fresh = 0.0 < copy.seconds <= COPY_AS_FAST_AS_HEAD * seen.head_seconds
         else:
             # A copy from an earlier attempt: make sure it carries this verdict's tags.
             dest_tags, _ = together(lambda: self.storage.get_tags(self.bucket, dest) or {}, alongside)
@@ -293,6 +273,16 @@ class ActionRunner:
             out.final_key = None
             out.steps.append("deleted")
         return out
+
+    def _destination(self, prefix: str, key: str, etag: str, job_id: str,
+                     existing: Optional[ObjectInfo]) -> tuple[str, Optional[ObjectInfo]]:
+        """Where a move puts the bytes `etag` of `key`, and what is there now: `prefix + key` (whose HEAD is
+        `existing`), or, when other bytes already sit there, a key scoped to the job, so that both are kept."""
+        dest = prefix + key
+        if existing is not None and existing.etag != etag:
+            dest = f"{prefix}{job_id}/{key}"
+            existing = self.storage.head(self.bucket, dest)
+        return dest, existing
 
     def _remove_hidden(self, rule: Rule, key: str, etag: str, v: Verdict, job_version: str, prefix: Optional[str],
                        alongside: Optional[Callable[[], Any]], proven: bool = False,
@@ -321,11 +311,8 @@ class ActionRunner:
         dest: Optional[str] = None
         merged = merge_logged({}, status_tags(rule, v), managed_tags(rule))
         if prefix is not None:
-            dest = prefix + key
-            existing = self.storage.head(self.bucket, dest)
-            if existing is not None and existing.etag != etag:
-                dest = f"{prefix}{v.job_id}/{key}"
-                existing = self.storage.head(self.bucket, dest)
+            first = self.storage.head(self.bucket, prefix + key)
+            dest, existing = self._destination(prefix, key, etag, v.job_id, first)
             if existing is None:
                 copied, _ = together(lambda: self.storage.copy(self.bucket, key, dest, if_match=etag,
                                                                version_id=job_version, tags=merged),

@@ -43,10 +43,15 @@ def not_about(info: Any, claim: dict[str, Any], v: Verdict) -> bool:
         return False
 
 
+def removed_since_job(records: Records, rid: RecordId, claim: dict[str, Any]) -> bool:
+    """Whether a verdict removed other bytes from the key since the claim's job was submitted (COS's clock)."""
+    return records.other_content_removed(rid, job_window_start(claim))
+
+
 def vouched(records: Records, rid: RecordId, claim: dict[str, Any]) -> bool:
     """Whether nothing recorded puts in doubt that the job of `claim` read the version it was submitted for:
     its submitter saw no other content at the key, and no verdict removed other bytes from it since."""
-    return not claim.get(OTHER_CONTENT) and not records.other_content_removed(rid, job_window_start(claim))
+    return not claim.get(OTHER_CONTENT) and not removed_since_job(records, rid, claim)
 
 
 class Completer:
@@ -101,9 +106,10 @@ class Completer:
             claim = self.recorded(records, rid, claim, job_id)
             if claim.get(DEFERRED):
                 return {"job_id": job_id, "key": key, "status": "deferred", "outcome": v.outcome}
-        if seen.info is not None and seen.info.etag == ud.etag:
+        holds_them = seen.info is not None and seen.info.etag == ud.etag
+        if holds_them:
             absent = v.outcome == "FAILED" and v.reason == INPUT_ABSENT
-            if (absent or (seen.info.versioned and records.other_content_removed(rid, job_window_start(claim)))) \
+            if (absent or (seen.info.versioned and removed_since_job(records, rid, claim))) \
                     and not self.concluded(records, rid, job_id):
                 # The job found nothing at the key, yet these bytes are there now (written again); or other bytes
                 # were at the key while the job could run and a verdict removed them since, which made these
@@ -117,8 +123,7 @@ class Completer:
                 records.write_result(rid, None, job_id=job_id, outcome=v.outcome, applied="stale",
                                      reason=v.reason if absent else "OtherContentRemoved")
                 return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
-        if seen.info is not None and seen.info.etag == ud.etag and not_about(seen.info, claim, v) \
-                and not self.concluded(records, rid, job_id):
+        if holds_them and not_about(seen.info, claim, v) and not self.concluded(records, rid, job_id):
             # The key holds these bytes again, but was rewritten while the job ran (A-B-A), or CI's result
             # is about a file of another size: CI may have read other bytes. Nothing is applied and no
             # verdict is kept for these bytes; the rewrite's own event gets them a new job. Should that
@@ -176,9 +181,10 @@ class Completer:
         expected = Applied("applied", expected_final_key(rule, v, rid.key, self.rules.quarantine_prefix))
         # With the first write, before any content goes: a removal may make an older version current, whose job
         # may have read these bytes (`vouched`, Records.other_content_removed).
-        first = (lambda: together(lambda: records.put_result(rid, **result_fields(v, expected)),
-                                  lambda: records.note_removal(rid))) if removes_content(rule, v) else \
-            (lambda: records.put_result(rid, **result_fields(v, expected)))
+        def first() -> Any:
+            return together(lambda: records.put_result(rid, **result_fields(v, expected)),
+                            (lambda: records.note_removal(rid)) if removes_content(rule, v) else None)
+
         try:
             applied = act(first)
         except PermanentError as exc:

@@ -9,7 +9,6 @@ or malformed requests get a 4xx and change nothing.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Optional
 
 from . import tokens, userdata
@@ -17,7 +16,7 @@ from .actions import ActionRunner, Seen
 from .applying import Completer
 from .callbacks import MAX_JOBS_PER_CALLBACK, JobClaim, job_claims, parse_body, parse_http_event
 from .ci import CiJobs
-from .concurrency import together
+from .concurrency import Timed, together
 from .errors import RequestRejected, RetryableError
 from .log import bind, logger
 from .ports import Ports
@@ -87,14 +86,7 @@ class CallbackHandler(Ports):
         records = Records.of(self.storage, claim.bucket, self.settings)
         rid = RecordId(claim.key, etag, rule.name)
         dests = possible_destinations(rule, self.rules.quarantine_prefix, claim.key)
-        took = [0.0]
-
-        def head() -> Any:
-            started = time.monotonic()
-            info = self.storage.head(claim.bucket, claim.key)
-            took[0] = time.monotonic() - started
-            return info
-
+        head = Timed(lambda: self.storage.head(claim.bucket, claim.key))
         reads = together(lambda: self.ci.get(claim.bucket, claim.job_id),
                          lambda: records.read_claim(rid),
                          head,
@@ -112,7 +104,7 @@ class CallbackHandler(Ports):
             runner = ActionRunner(self.storage, claim.bucket, self.rules.quarantine_prefix)
             _, prefix = runner.destination(rule, v)
             dest_key = prefix + claim.key if prefix is not None else None
-        seen = Seen(info, tags, dest_key, heads.get(dest_key) if dest_key else None, head_seconds=took[0])
+        seen = Seen(info, tags, dest_key, heads.get(dest_key) if dest_key else None, head_seconds=head.seconds)
         return self.completer.complete(claim.bucket, detail, claim=found_claim, seen=seen)
 
     def _authenticate(self, token: str, bucket: str, key: str, user_data: Optional[str]) -> None:

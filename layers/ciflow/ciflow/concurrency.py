@@ -8,6 +8,7 @@ thread-safe. Log correlation keys are thread-local, so they are carried into the
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
@@ -37,6 +38,22 @@ def _inner_executor() -> ThreadPoolExecutor:
         if _inner_pool is None:
             _inner_pool = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix=INNER_THREAD_PREFIX)
         return _inner_pool
+
+
+class Timed:
+    """`call`, which also keeps how long its last run took (`seconds`, by the monotonic clock): for one
+    request of a batch, timed on its own."""
+
+    def __init__(self, call: Callable[[], Any]):
+        self.call = call
+        self.seconds = 0.0
+
+    def __call__(self) -> Any:
+        started = time.monotonic()
+        try:
+            return self.call()
+        finally:
+            self.seconds = time.monotonic() - started
 
 
 class Failed:

@@ -234,6 +234,15 @@ class Records:
     def _token(self, rid: RecordId, name: str) -> str:
         return rid.path(self.prefix, "takeovers")[: -len(".json")] + f"/{name}.json"
 
+    def _read_token(self, key: str) -> tuple[dict[str, Any], bool]:
+        """A token's body, and whether it is still held: written within the lease it names (a holder that
+        died or failed holds it no longer). A token gone meanwhile is held by nobody."""
+        token = self.storage.get_record(self.store, key)
+        if token is None:
+            return {}, False
+        doc = _load(token.body) or {}
+        return doc, token.age < float(doc.get("lease") or STALE_CLAIM_SECONDS)
+
     def take_over(self, rid: RecordId, attempt: int, lease: float = STALE_CLAIM_SECONDS) -> bool:
         """Win the right to start `attempt` (conditional create of a token per attempt): of several
         takers-over racing (reconcile, a platform retry, a repeated event), exactly one wins. The adoption of
@@ -249,12 +258,10 @@ class Records:
             return True
         # A winner that died or failed before recording its attempt would block every later
         # taker-over: its token counts only for the lease its invocation had.
-        token = self.storage.get_record(self.store, key)
-        held = float((_load(token.body) or {}).get("lease") or STALE_CLAIM_SECONDS) if token is not None else 0.0
-        if token is None or token.age >= held:
-            self.storage.put(self.store, key, body)
-            return True
-        return False
+        if self._read_token(key)[1]:
+            return False
+        self.storage.put(self.store, key, body)
+        return True
 
     def adopt(self, rid: RecordId, claim: dict[str, Any], job_id: str, lease: float = STALE_CLAIM_SECONDS,
               **fields: Any) -> Optional[dict[str, Any]]:
@@ -268,24 +275,21 @@ class Records:
         attempt = int(claim.get("attempts") or 1)
         key = self._token(rid, f"{attempt}.adopt")
         if not self.storage.create_if_absent(self.store, key, json.dumps({"by": "adopter", "lease": lease}).encode()):
-            token = self.storage.get_record(self.store, key)
-            doc = (_load(token.body) or {}) if token is not None else {}
-            if doc.get("by") != "adopter" or not (doc.get("done") or token is None or
-                                                  token.age >= float(doc.get("lease") or STALE_CLAIM_SECONDS)):
+            doc, held = self._read_token(key)
+            if doc.get("by") != "adopter" or (held and not doc.get("done")):
                 return None   # closed by a takeover, or another adopter is at work
             # An adoption done before, whose record a late write of the submitter (its release) replaced: the
             # claim, read again below, shows the same attempt without a job, and the adoption is made again.
         current = self.read_claim(rid)
-        if current is None or int(current.get("attempts") or 1) != attempt or current.get("job_id"):
-            self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
-            return None
-        if not current.get("checked"):
-            # Its submitter died before its check of the key after POST /jobs: nothing vouches that CI reads
-            # the claimed bytes, so the job's verdict is set aside and the bytes get a new job.
-            fields = {**fields, OTHER_CONTENT: True}
-        doc = self.update_claim(rid, current, job_id=job_id, status="SUBMITTED", adopted=True, **fields)
+        written = None
+        if current is not None and int(current.get("attempts") or 1) == attempt and not current.get("job_id"):
+            if not current.get("checked"):
+                # Its submitter died before its check of the key after POST /jobs: nothing vouches that CI reads
+                # the claimed bytes, so the job's verdict is set aside and the bytes get a new job.
+                fields = {**fields, OTHER_CONTENT: True}
+            written = self.update_claim(rid, current, job_id=job_id, status="SUBMITTED", adopted=True, **fields)
         self.storage.put(self.store, key, json.dumps({"by": "adopter", "done": True}).encode())
-        return doc
+        return written
 
     def _close_adoption(self, rid: RecordId, attempt: int) -> bool:
         """No adopter of `attempt` may write the claim from now on. False while one that won is still within
@@ -295,10 +299,8 @@ class Records:
         key = self._token(rid, f"{attempt}.adopt")
         if self.storage.create_if_absent(self.store, key, json.dumps({"by": "takeover"}).encode()):
             return True
-        token = self.storage.get_record(self.store, key)
-        doc = (_load(token.body) or {}) if token is not None else {}
-        if token is not None and doc.get("by") == "adopter" and not doc.get("done") and \
-                token.age < float(doc.get("lease") or STALE_CLAIM_SECONDS):
+        doc, held = self._read_token(key)
+        if doc.get("by") == "adopter" and held and not doc.get("done"):
             return False
         if doc.get("by") != "takeover":
             self.storage.put(self.store, key, json.dumps({"by": "takeover"}).encode())   # no adoption made again

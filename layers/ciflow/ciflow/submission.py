@@ -57,6 +57,12 @@ def skip_reason(key: str, rules: RuleSet, settings: Settings) -> Optional[str]:
     return None
 
 
+def checked(other: Optional[bool]) -> dict[str, Any]:
+    """What a release says of the check of the key after POST /jobs: whether it found other bytes there (the
+    job may read them), or nothing when the check did not finish (`Records.adopt` then sets the verdict aside)."""
+    return {} if other is None else {"checked": True, OTHER_CONTENT: other}
+
+
 class Submitter(Ports):
     """Processes COS events. Ports are injectable; defaults are the cached real clients."""
 
@@ -286,7 +292,7 @@ class Submitter(Ports):
                 except (RetryableError, PermanentError) as exc:
                     logger.warning("could not check the key after POST /jobs failed", extra={"error": str(exc)})
                     other = None
-                self._release(records, rid, claim, **({} if other is None else {"checked": True, OTHER_CONTENT: other}))
+                self._release(records, rid, claim, **checked(other))
                 raise detail.error
             if pending != tags:
                 self._check_tags(records, info.key, rule, etag)
@@ -303,8 +309,7 @@ class Submitter(Ports):
             # CI has the job, but the claim does not say so. Released with what the check of the key found,
             # the claim is adopted at once (by the platform's retry, reconcile or the result itself), and the
             # job's verdict counts as it would have; left CLAIMED, nobody could adopt it before the lease ran out.
-            self._release(records, rid, claim, **({} if isinstance(other, Failed) else
-                                                  {"checked": True, OTHER_CONTENT: bool(other)}))
+            self._release(records, rid, claim, **checked(None if isinstance(other, Failed) else bool(other)))
             raise recorded.error
         unchecked = other.error if isinstance(other, Failed) else None
         if unchecked is not None:
