@@ -12,7 +12,10 @@ object-store and CI endpoints at the proxy, and invokes, in this process and int
          or, for quarantine, a copy that carries them and a delete): the budgets' reference;
 - naive, overwrites tags: the same without reading the tags first (PUT tags, POST /jobs; GET /jobs,
          PUT tags, and copy + delete for quarantine), which drops the user's tags: shown, never judged;
-- floor: POST /jobs alone; GET /jobs alone.
+- floor: POST /jobs alone; GET /jobs alone;
+- protocol floor (submit, both event forms): the requests a submit that keeps the records' guarantees
+         cannot overlap, one after another and nothing else (HEAD when the event names no ETag, create the
+         claim, POST /jobs, record the job): what no handler with those guarantees can go below.
 
 Every upload carries a user tag (`USER_TAG`); the run ends by checking that ours and the naive
 handler kept it and that the overwriting handler lost it, and that every verdict was applied.
@@ -136,7 +139,8 @@ def callback_event(cb: dict[str, Any]) -> dict[str, Any]:
 
 # --- one run at one delay ---------------------------------------------------------------------------
 
-SUBMITS = ("ours-documented", "ours-logged", "naive", "overwrite", "floor")
+SUBMITS = ("ours-documented", "ours-logged", "naive", "overwrite", "floor", "floor-recorded-documented",
+           "floor-recorded-logged")
 CALLBACKS = ("ours-clean", "ours-suspicious", "naive-clean", "naive-suspicious", "overwrite-clean",
              "overwrite-suspicious", "floor")
 
@@ -162,6 +166,7 @@ class Bench:
             "submit:naive": lambda e: naive_submit.main_handler(e, ctx),
             "submit:overwrite": lambda e: naive_overwrite_submit.main_handler(e, ctx),
             "submit:floor": lambda e: floor.submit(e, ctx),
+            "submit:floor-recorded": lambda e: floor.submit_recorded(e, ctx),
             "callback:ours": lambda e: callback.main_handler(e, ctx),
             "callback:naive": lambda e: naive_callback.main_handler(e, ctx),
             "callback:overwrite": lambda e: naive_overwrite_callback.main_handler(e, ctx),
@@ -194,7 +199,8 @@ class Bench:
         n = events + WARMUP
         objects: dict[str, list[tuple[str, int, str]]] = {}
         plan = {"ours-documented": False, "ours-logged": True, "naive-clean": False, "naive-suspicious": True,
-                "overwrite-clean": False, "overwrite-suspicious": True, "floor": False}
+                "overwrite-clean": False, "overwrite-suspicious": True, "floor": False,
+                "floor-documented": False, "floor-logged": False}
         for i in range(n):
             for kind, suspicious in plan.items():
                 key = f"{PREFIX}{tag}/{kind}/{i:04d}.png"
@@ -205,14 +211,16 @@ class Bench:
         samples: dict[str, list[dict[str, Any]]] = {}
         # submit: ours on both event forms (clean uploads get the documented form, polyglots the logged
         # one; the content does not change what submit does), each naive handler on both kinds (they
-        # read nothing from the event beyond the key), the floor on clean ones
+        # read nothing from the event beyond the key), the floor and the protocol floors on clean ones
         submit_plan = [("ours-documented", "submit:ours", "ours-documented", "documented"),
                        ("ours-logged", "submit:ours", "ours-logged", "logged"),
                        ("naive", "submit:naive", "naive-clean", "documented"),
                        ("naive", "submit:naive", "naive-suspicious", "documented"),
                        ("overwrite", "submit:overwrite", "overwrite-clean", "documented"),
                        ("overwrite", "submit:overwrite", "overwrite-suspicious", "documented"),
-                       ("floor", "submit:floor", "floor", "documented")]
+                       ("floor", "submit:floor", "floor", "documented"),
+                       ("floor-recorded-documented", "submit:floor-recorded", "floor-documented", "documented"),
+                       ("floor-recorded-logged", "submit:floor-recorded", "floor-logged", "logged")]
         submitted = {
             "ours": lambda r: r["results"][0]["status"] == "submitted",
             "naive": lambda r: len(r["jobs"]) == 1,

@@ -41,17 +41,18 @@ BUDGETS = {
 }
 BUDGET_DELAY = "20"
 # (row, ours, naive (the budgets' reference: keeps the user's tags), naive that overwrites the tags (shown,
-# never judged), floor, round-trip budget). Both submit event forms are judged: the documented one is all
-# COS promises; the logged one (with meta.ETag) is what production events have been seen to carry.
+# never judged), floor, round-trip budget, protocol floor (shown, never judged; None where there is none)).
+# Both submit event forms are judged: the documented one is all COS promises; the logged one (with meta.ETag)
+# is what production events have been seen to carry.
 EVENTS = [
     ("submit (documented event)", "submit:ours-documented", "submit:naive", "submit:overwrite", "submit:floor",
-     "submit_round_trips"),
+     "submit_round_trips", "submit:floor-recorded-documented"),
     ("submit (event with meta.ETag)", "submit:ours-logged", "submit:naive", "submit:overwrite", "submit:floor",
-     "submit_round_trips"),
+     "submit_round_trips", "submit:floor-recorded-logged"),
     ("callback, clean", "callback:ours-clean", "callback:naive-clean", "callback:overwrite-clean", "callback:floor",
-     "callback_clean_round_trips"),
+     "callback_clean_round_trips", None),
     ("callback, suspicious (quarantine)", "callback:ours-suspicious", "callback:naive-suspicious",
-     "callback:overwrite-suspicious", "callback:floor", "callback_suspicious_round_trips"),
+     "callback:overwrite-suspicious", "callback:floor", "callback_suspicious_round_trips", None),
 ]
 
 
@@ -103,9 +104,9 @@ def checks(r: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
     """(figure, measured, budget, unit); a figure is met when measured <= budget."""
     out: list[tuple[str, Any, Any, str]] = []
     lat = r["latency"]["delays"][BUDGET_DELAY]
-    for row, ours, _, _, _, rt in EVENTS:
+    for row, ours, _, _, _, rt, _ in EVENTS:
         out.append((f"{row}: critical round trips", lat[ours]["round_trips"], BUDGETS[rt], ""))
-    for row, ours, naive, _, _, _ in EVENTS:
+    for row, ours, naive, _, _, _, _ in EVENTS:
         budget = BUDGETS["submit_wall_vs_naive" if ours.startswith("submit") else "callback_wall_vs_naive"]
         out.append((f"{row}: wall at D={BUDGET_DELAY} / naive", round(lat[ours]["wall_ms"] / lat[naive]["wall_ms"], 2),
                     budget, "x"))
@@ -121,6 +122,16 @@ def checks(r: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
     if r.get("artifacts"):
         out.append(("dependencies layer zip", r["artifacts"].get("layer-deps.zip", 0), BUDGETS["deps_layer_mb"], "MB"))
     return out
+
+
+def _protocol_note(p: dict[str, Any], n: dict[str, Any], allowed: float, budget: float) -> str:
+    """What the protocol floor of the same event form measured beside it: whether any handler that keeps the
+    records' guarantees could meet the budget."""
+    verdict = "so no handler that keeps them can meet this budget" if p["wall_ms"] > allowed else \
+        "so the budget is within reach of a handler that keeps them"
+    return (f" The protocol floor of this event form ({p['round_trips']:g} requests that keep the records' "
+            f"guarantees, one after another, and nothing else) measured {p['wall_ms']:.1f} ms, "
+            f"{p['wall_ms'] / n['wall_ms']:.2f}× the naive handler against the {budget}× allowed: {verdict}.")
 
 
 def _ratio(a: float, b: float) -> str:
@@ -146,7 +157,7 @@ def markdown(r: dict[str, Any], rows: list[tuple[str, Any, Any, str]]) -> str:
         lines.append(f"| {name} | {value}{unit} | ≤ {budget}{unit} | {'yes' if value <= budget else '**NO**'} |")
     at = r["latency"]["delays"][BUDGET_DELAY]
     missed = []
-    for row, ours, naive, _, _, _ in EVENTS:
+    for row, ours, naive, _, _, _, protocol in EVENTS:
         budget = BUDGETS["submit_wall_vs_naive" if ours.startswith("submit") else "callback_wall_vs_naive"]
         o, n = at[ours], at[naive]
         allowed = budget * n["wall_ms"]
@@ -154,7 +165,8 @@ def markdown(r: dict[str, Any], rows: list[tuple[str, Any, Any, str]]) -> str:
             missed.append(f"- {row}: {o['wall_ms']:.1f} ms against {allowed:.1f} ms allowed ({budget}× the naive "
                           f"handler's {n['wall_ms']:.1f} ms), {o['wall_ms'] - allowed:.1f} ms over; "
                           f"{o['round_trips']:g} round trips on the critical path against the naive handler's "
-                          f"{n['round_trips']:g} (trace below).")
+                          f"{n['round_trips']:g} (trace below)."
+                          + (_protocol_note(at[protocol], n, allowed, budget) if protocol else ""))
     if missed:
         lines += ["", f"Wall budgets missed at D={BUDGET_DELAY}:", "", *missed]
     lines += ["", "## Per event, on the wire", "",
@@ -164,7 +176,10 @@ def markdown(r: dict[str, Any], rows: list[tuple[str, Any, Any, str]]) -> str:
               "merged tags, POST /jobs; GET /jobs, GET tags, PUT merged tags, or for quarantine a copy carrying "
               "them and a delete): the budgets are judged against it. *naive, overwrites tags*: the same without "
               "reading the tags first, so the user's tags are lost (checked at the end of the run): shown for "
-              "comparison, never judged. *floor*: POST /jobs alone; GET /jobs alone. *requests* and "
+              "comparison, never judged. *floor*: POST /jobs alone; GET /jobs alone. *protocol floor* (submit): the "
+              "requests a submit that keeps one job per (key, ETag, rule) and the checked record of its job cannot "
+              "overlap, one after another and nothing else (HEAD when the event names no ETag, create the claim, "
+              "POST /jobs, record the job): shown, never judged. *requests* and "
               f"*round trips* (the critical path; a PUT that waits for `100 Continue` counts two) at D={BUDGET_DELAY}. "
               "CPU: this process only (handler and its I/O threads), at D=0.", "",
               "| event | handler | requests | round trips | " + " | ".join(f"wall D={d}" for d in delays)
@@ -173,10 +188,10 @@ def markdown(r: dict[str, Any], rows: list[tuple[str, Any, Any, str]]) -> str:
               "| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in delays) + " | ---:" * 5 + " |"]
     at = lat["delays"][BUDGET_DELAY]
     d0 = lat["delays"][delays[0]]
-    for row, ours, naive, overwrite, floor, _ in EVENTS:
+    for row, ours, naive, overwrite, floor, _, protocol in EVENTS:
         for label, key in (("ours", ours), ("naive", naive), ("naive, overwrites tags", overwrite),
-                           ("floor", floor)):
-            if label != "ours" and row.startswith("submit (event"):
+                           ("floor", floor), ("protocol floor", protocol)):
+            if key is None or (label not in ("ours", "protocol floor") and row.startswith("submit (event")):
                 continue  # the same reference rows as above
             s = at[key]
             walls = " | ".join(f"{lat['delays'][d][key]['wall_ms']:.1f} ms" for d in delays)
@@ -188,9 +203,10 @@ def markdown(r: dict[str, Any], rows: list[tuple[str, Any, Any, str]]) -> str:
     lines += ["", f"### Wire traces at D={BUDGET_DELAY} (a median invocation of each handler)", "",
               "Each exchange: start → end (ms from the invocation's start), upstream, method, path, status. "
               "*critical path*: the chain that set the round-trip count.", ""]
-    for row, ours, naive, overwrite, _, _ in EVENTS:
-        for label, key in (("ours", ours), ("naive", naive), ("naive, overwrites tags", overwrite)):
-            if label != "ours" and row.startswith("submit (event"):
+    for row, ours, naive, overwrite, _, _, protocol in EVENTS:
+        for label, key in (("ours", ours), ("naive", naive), ("naive, overwrites tags", overwrite),
+                           ("protocol floor", protocol)):
+            if key is None or (label not in ("ours", "protocol floor") and row.startswith("submit (event")):
                 continue
             s = at[key]
             lines += [f"**{row}, {label}** — {s['requests']:g} requests, {s['round_trips']:g} round trips", "",
