@@ -139,12 +139,6 @@ def callback_event(cb: dict[str, Any]) -> dict[str, Any]:
 
 # --- one run at one delay ---------------------------------------------------------------------------
 
-SUBMITS = ("ours-documented", "ours-logged", "naive", "overwrite", "floor", "floor-recorded-documented",
-           "floor-recorded-logged")
-CALLBACKS = ("ours-clean", "ours-suspicious", "naive-clean", "naive-suspicious", "overwrite-clean",
-             "overwrite-suspicious", "floor")
-
-
 class Bench:
     def __init__(self, env: dict[str, str], wire: Wire):
         self.env, self.wire = env, wire

@@ -13,20 +13,12 @@ from hashlib import md5
 import defusedxml.ElementTree as ET
 from naive_common import _clients, ci, where
 
-# The protocol floor's own object client, its requests in their cheapest form: no `Expect: 100-continue` on
-# its small PUTs, and the claim created with COS's own conditional header (as ciflow's storage port sends them).
+from ciflow.storage import _cos_put_headers
+
+# The protocol floor's own object client, its PUTs in the form ciflow's storage port sends them (its own
+# header hook): no `Expect: 100-continue`, and the claim created with COS's conditional header.
 s3, _ = _clients()
-
-
-def _put_headers(request, **_):
-    if "Expect" in request.headers:
-        del request.headers["Expect"]
-    if request.headers.get("If-None-Match") == "*":
-        del request.headers["If-None-Match"]
-        request.headers["x-cos-forbid-overwrite"] = "true"
-
-
-s3.meta.events.register("before-sign.s3.PutObject", _put_headers)
+s3.meta.events.register("before-sign.s3.PutObject", _cos_put_headers)
 
 
 def submit(event, context):
