@@ -50,7 +50,8 @@ def configure(dev: Dev, **values: Any) -> None:
 def reset(mq_dev: Dev) -> Iterator[None]:
     yield
     configure(mq_dev, mq_body="plain", mq_msg_tag="string", mq_batch=4, mq_batch_window=0.05,
-              mq_drop_rate=0.0, mq_duplicate_rate=0.0, mq_reorder=0.0, tagging_fail_rate=0.0)
+              mq_drop_rate=0.0, mq_duplicate_rate=0.0, mq_reorder=0.0, tagging_fail_rate=0.0,
+              tagging_stall_seconds=0.0)
     mq_dev.ci_config(callback_user_data="omit")
 
 
@@ -115,6 +116,20 @@ def test_a_failed_delivery_is_delivered_again_and_applied_once(mq_dev: Dev, pref
     assert outcomes[-1] == "delivered"
     assert len(mq_dev.jobs_for(key)) == 1
     mq_dev.wait_for(lambda: not mq_dev.exists(key), what="the move's delete")
+
+
+def test_a_slow_tag_write_beside_post_does_not_hold_back_the_record_of_the_job(mq_dev: Dev, prefix: str) -> None:
+    # Given every tag write held for 5 s: the PENDING write beside POST /jobs lands long after CI answered,
+    # and the result comes meanwhile (no reconcile runs on this stack)
+    configure(mq_dev, tagging_stall_seconds=5.0)
+    key = f"{prefix}slow-tags.png"
+    mq_dev.put(key, _png(seed=50))
+    # Then the job was recorded as soon as CI accepted it: the result finds it, and its verdict is applied
+    # (a result that finds the job unrecorded for 3 s is left to reconcile)
+    mq_dev.wait_status(key, "CLEAN", timeout=40)
+    seen = [r for i in mq_dev.invocations("callback") for r in (i.get("result") or {}).get("results", [])
+            if r.get("key") == key]
+    assert seen and all(r.get("status") != "deferred" for r in seen), seen
 
 
 def test_duplicated_and_reordered_messages_leave_the_same_state(mq_dev: Dev, prefix: str) -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ciflow.concurrency import MAX_WORKERS, Failed, settled, together
+from ciflow.concurrency import MAX_WORKERS, Failed, settled, started, together
 
 
 def meet(barrier: threading.Barrier) -> str:
@@ -56,3 +56,40 @@ def test_every_call_runs_before_the_first_error_is_raised() -> None:
     assert ran == ["second"]
     out = settled(boom, lambda: 2)
     assert isinstance(out[0], Failed) and out[1] == 2
+
+
+def test_a_started_call_runs_while_the_caller_goes_on_and_its_outcome_is_kept() -> None:
+    # The started call and the caller meet at a barrier: the call runs while the caller works on.
+    b = threading.Barrier(2)
+    runs: list[int] = []
+
+    def call() -> str:
+        runs.append(1)
+        return meet(b)
+
+    handle = started(call)
+    meet(b)
+    assert handle.outcome().startswith("ciflow-io")
+    assert handle.outcome() == handle.outcome() and runs == [1]   # collected once, never run again
+
+
+def test_a_started_call_that_fails_hands_back_its_error() -> None:
+    def boom() -> None:
+        raise ValueError("no")
+
+    out = started(boom).outcome()
+    assert isinstance(out, Failed) and str(out.error) == "no"
+
+
+def test_a_call_started_three_batches_deep_runs_at_once_in_the_calling_thread() -> None:
+    def level3() -> tuple[str, str]:
+        here = threading.current_thread().name
+        return here, str(started(lambda: threading.current_thread().name).outcome())
+
+    def level2() -> list[tuple[str, str]]:
+        return together(level3, level3)
+
+    pairs = [p for pair in together(level2, level2) for p in pair]
+    deep = [(here, ran) for here, ran in pairs if here.startswith("ciflow-in")]
+    assert deep and all(here == ran for here, ran in deep)
+    assert all(here != ran for here, ran in pairs if not here.startswith("ciflow-in"))

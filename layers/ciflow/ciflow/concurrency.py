@@ -81,35 +81,64 @@ def settled(*calls: Optional[Callable[[], Any]]) -> list[Any]:
     caller can undo what the other calls did."""
     live = [(i, c) for i, c in enumerate(calls) if c is not None]
     results: list[Any] = [None] * len(calls)
-    # A batch inside a batch (called from an outer pool thread) goes to the inner pool: waiting on its
-    # own pool could deadlock it once every worker waits. A third level runs in the calling thread.
-    thread = threading.current_thread().name
-    if len(live) <= 1 or thread.startswith(INNER_THREAD_PREFIX):
+    if len(live) <= 1 or _pool_for_caller() is None:
         for i, c in live:
-            try:
-                results[i] = c()
-            except Exception as exc:  # noqa: BLE001 - handed back to the caller
-                results[i] = Failed(exc)
+            results[i] = _outcome(c)
         return results
+    # The caller's thread takes the first call itself: one fewer hand-off per batch.
+    later = [(i, started(c)) for i, c in live[1:]]
+    i0, c0 = live[0]
+    results[i0] = _outcome(c0)
+    for i, handle in later:
+        results[i] = handle.outcome()
+    return results
+
+
+class Started:
+    """A call sent off to the pool (`started`), whose outcome the caller collects when it needs it."""
+
+    def __init__(self, future: Any = None, done: Any = None):
+        self._future = future
+        self._done = done
+
+    def outcome(self) -> Any:
+        """The call's result, or `Failed(error)`; waits for the call to finish (the first time it is asked)."""
+        if self._future is not None:
+            future, self._future = self._future, None
+            self._done = _outcome(future.result)
+        return self._done
+
+
+def started(call: Callable[[], Any]) -> Started:
+    """Send `call` off now and go on: for a request whose answer is needed later than the next one's (a
+    write that only a later check depends on). Where `settled` would run its calls in the calling thread
+    (three batches deep), `call` runs there at once."""
+    pool = _pool_for_caller()
+    if pool is None:
+        return Started(done=_outcome(call))
     keys = logger.thread_safe_get_current_keys()
 
-    def run(call: Callable[[], Any]) -> Any:
+    def run() -> Any:
         logger.thread_safe_clear_keys()
         if keys:
             logger.thread_safe_append_keys(**keys)
         return call()
 
-    # The caller's thread takes the first call itself: one fewer hand-off per batch.
-    pool = _inner_executor() if thread.startswith(THREAD_PREFIX) else _executor()
-    futures = [(i, pool.submit(run, c)) for i, c in live[1:]]
-    i0, c0 = live[0]
+    return Started(pool.submit(run))
+
+
+def _pool_for_caller() -> Optional[ThreadPoolExecutor]:
+    """The pool a call sent from this thread goes to. A batch inside a batch (sent from an outer pool thread)
+    goes to the inner pool: waiting on its own pool could deadlock it once every worker waits. A third level
+    has none (None): it runs in the calling thread."""
+    thread = threading.current_thread().name
+    if thread.startswith(INNER_THREAD_PREFIX):
+        return None
+    return _inner_executor() if thread.startswith(THREAD_PREFIX) else _executor()
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
     try:
-        results[i0] = c0()
+        return call()
     except Exception as exc:  # noqa: BLE001 - handed back to the caller
-        results[i0] = Failed(exc)
-    for i, fut in futures:
-        try:
-            results[i] = fut.result()
-        except Exception as exc:  # noqa: BLE001
-            results[i] = Failed(exc)
-    return results
+        return Failed(exc)

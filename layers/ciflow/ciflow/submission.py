@@ -9,7 +9,7 @@ from typing import Any, Optional
 from . import tagging, tokens
 from .actions import ActionRunner, managed_tags, pending_tags, settle_pending, settle_tags
 from .applying import Completer
-from .concurrency import Failed, settled, together
+from .concurrency import Failed, settled, started, together
 from .errors import BadEventError, ConfigError, PermanentError, RetryableError
 from .events import CosRecord, parse_event
 from .jobs import build_job, callback_url
@@ -273,10 +273,16 @@ class Submitter(Ports):
         pending, dropped = tagging.merge(tags, pending_tags(rule), managed_tags(rule))
         if dropped:
             logger.warning("tag budget exhausted; status tags dropped", extra={"dropped": dropped})
-        detail, tagged = settled(lambda: self.ci.create(bucket, request),
-                                 (lambda: self.storage.put_tags(bucket, info.key, pending))
-                                 if pending != tags else None)
+        # The PENDING write goes beside POST /jobs. Only the check of the key waits for it: the job is recorded as
+        # soon as CI accepted it (a result that comes first waits for that record), even while the write is retried.
+        tag_write = started(lambda: self.storage.put_tags(bucket, info.key, pending)) if pending != tags else None
+        detail = settled(lambda: self.ci.create(bucket, request))[0]
+
+        def tagged() -> Any:
+            return tag_write.outcome() if tag_write is not None else None
+
         if isinstance(detail, Failed):
+            tagged()
             if isinstance(detail.error, PermanentError):
                 records.update_claim(rid, claim, status="FAILED", reason=detail.error.code)
                 records.write_result(rid, attempt, outcome="FAILED", reason=detail.error.code, applied="submit-failed",
@@ -298,13 +304,17 @@ class Submitter(Ports):
                 self._check_tags(records, info.key, rule, etag)
             raise detail.error
         job_id = str(detail["JobId"])
-        if isinstance(tagged, Failed):
-            # CI accepted the job: it is recorded all the same (a released claim would be submitted again
-            # while it runs). The verdict writes the tags; the check below repairs a write that landed.
-            logger.warning("the PENDING tag write failed; the job is recorded all the same",
-                           extra={"rule": rule.name, "job_id": job_id, "error": str(tagged.error)})
-        other, recorded = settled(lambda: settle_pending(self.storage, records, info.key, rule, etag),
-                                  lambda: self._record_job(records, rid, claim, job_id))
+
+        def check() -> bool:
+            written = tagged()
+            if isinstance(written, Failed):
+                # CI accepted the job: it is recorded all the same (a released claim would be submitted again
+                # while it runs). The verdict writes the tags; the check repairs a write that landed.
+                logger.warning("the PENDING tag write failed; the job is recorded all the same",
+                               extra={"rule": rule.name, "job_id": job_id, "error": str(written.error)})
+            return settle_pending(self.storage, records, info.key, rule, etag)
+
+        recorded, other = settled(lambda: self._record_job(records, rid, claim, job_id), check)
         if isinstance(recorded, Failed):
             # CI has the job, but the claim does not say so. Released with what the check of the key found,
             # the claim is adopted at once (by the platform's retry, reconcile or the result itself), and the
@@ -327,8 +337,9 @@ class Submitter(Ports):
                            extra={"rule": rule.name, "job_id": job_id})
             records.update_claim(rid, claim, job_id=job_id, status="SUBMITTED", submitted_at=int(time.time()),
                                  **{OTHER_CONTENT: True})
-        if isinstance(tagged, Failed) and not isinstance(tagged.error, (RetryableError, PermanentError)):
-            raise tagged.error
+        written = tagged()
+        if isinstance(written, Failed) and not isinstance(written.error, (RetryableError, PermanentError)):
+            raise written.error
         if isinstance(unchecked, RetryableError):
             raise unchecked
         logger.info("job submitted", extra={"rule": rule.name, "job_id": job_id, "tag": rule.job})
