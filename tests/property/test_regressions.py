@@ -166,6 +166,18 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
     "same-second-rewrite-unchecked": (NEVER, [
         ("upload", (B, b"EVIL--1", "logged")), ("upload", (B, b"clean-1", "documented")),
         ("deliver event", (0, {8: "crash"})), ("CI finishes a job", (5,)), ("upload", (B, b"EVIL--1", "logged"))]),
+    # Fixed: EVIL's POST /jobs is accepted but answers an error, and the submitter releases its claim. A repeated
+    # event wins the job's adoption token and fails reading the claim, so the job stays unrecorded while the
+    # token is held. clean-1 is written over EVIL and CI reads clean-1; EVIL is written again. The result found
+    # the adoption taken and applied its verdict (about clean-1) to EVIL on the unrecorded claim, where no
+    # rewrite can be told. A result whose job another adopter holds is now left to reconcile.
+    "rewrite-before-adoption": (NEVER, [
+        ("upload", (A, b"clean-1", "documented")), ("upload", (B, b"BROKEN1", "documented")),
+        ("upload", (B, b"EVIL--1", "documented")), ("deliver event", (0, {0: "crash"})),
+        ("upload", (A, b"clean-2", "logged")), ("deliver event", (6, {("ci.create", 0): "fail_after"})),
+        ("deliver event", (3, {})), ("deliver event", (1, {10: "fail_after"})),
+        ("upload", (B, b"clean-1", "logged")), ("CI finishes a job", (0,)), ("time passes", (1,)),
+        ("upload", (B, b"EVIL--1", "documented"))]),
     # Platform limit: reconcile quarantines EVIL: HEAD sees EVIL, the DELETE stalls, the user uploads clean-1,
     # the DELETE lands.
     "delete-races-upload": (NEVER, [

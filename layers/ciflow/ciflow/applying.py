@@ -161,8 +161,18 @@ class Completer:
             logger.warning("the job is not recorded yet and its submitter may be at work; left to reconcile",
                            extra={"job_id": job_id})
             return {**claim, DEFERRED: True}
-        logger.warning("the job was never recorded by its submitter; adopted", extra={"job_id": job_id})
-        return records.adopt(rid, claim, job_id) or records.read_claim(rid) or claim
+        adopted = records.adopt(rid, claim, job_id)
+        if adopted is not None:
+            logger.warning("the job was never recorded by its submitter; adopted", extra={"job_id": job_id})
+            return adopted
+        again = records.read_claim(rid) or claim
+        if again.get("job_id") == job_id:
+            return again
+        # Another adopter is at work (or died at it), or a takeover came first: nothing records this job yet, so
+        # nothing could tell whether the key was written again since it ran. Left to reconcile, as above.
+        logger.warning("the job is being adopted by another, or was replaced; left to reconcile",
+                       extra={"job_id": job_id})
+        return {**again, DEFERRED: True}
 
     @staticmethod
     def concluded(records: Records, rid: RecordId, job_id: str) -> bool:
