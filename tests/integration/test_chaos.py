@@ -19,6 +19,12 @@ pytestmark = pytest.mark.integration
 PER_SCENARIO = 4
 NOT_YET_PASSING: dict[str, str] = {}
 SOMETIMES_FAILING: dict[str, str] = {}
+# A documented platform limit a scenario can meet at any size, by the note each occurrence leaves: counted
+# apart from the wrong actions, every other note still fails the scenario. A-B-A: the quarantine DELETE of B
+# lands right after the re-upload of A, which goes with it (docs/reliability.md, "Known limits": delete
+# against a concurrent upload; COS has no conditional DELETE on a bucket without versioning). `make chaos`
+# counts it as a wrong action all the same.
+PLATFORM_LIMITS: dict[str, str] = {"A-B-A on one key": "clean image vanished"}
 
 
 @pytest.fixture(scope="module")
@@ -44,5 +50,6 @@ def test_scenario(rows: dict[str, Row], name: str) -> None:
     r = rows[name]
     if r.skipped:
         pytest.skip(r.skipped)
-    assert (r.lost, r.duplicate_jobs, r.wrong_actions) == (0, 0, 0), r.notes
-    assert r.correct == PER_SCENARIO, r.notes
+    limit = [n for n in r.notes if name in PLATFORM_LIMITS and n.endswith(": " + PLATFORM_LIMITS[name])]
+    assert (r.lost, r.duplicate_jobs, r.wrong_actions - len(limit)) == (0, 0, 0), r.notes
+    assert r.correct + len(limit) == PER_SCENARIO, r.notes
