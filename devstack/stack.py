@@ -189,6 +189,9 @@ class Stack:
           yet met. POST {"bucket", "key", "seconds", "match"?} holds the next tag write of that key whose body
           matches the regex `match`.
         - `inspections`: which content (ETag) each CI job read.
+        - `history`: what the object store saw happen to each key (reads with the content they showed, writes,
+          and deletes with the content they removed; see `devstack/objectstore/history.py`). A POST body
+          {"bucket"?, "prefix"?} narrows it down; it changes nothing.
         - `tdmq`: what CI published to CMQ topics and queues, and what the topic trigger delivered. POST
           {"topic", "body"} publishes a message of one's own.
         """
@@ -205,6 +208,8 @@ class Stack:
             return {"stalled": self.store.stalled(), "holds": self.store.holds()}
         if path == "/_devstack/inspections":
             return self.inspections.snapshot()
+        if path == "/_devstack/history":
+            return {"keys": self.store.history(**self.history_filter(body))}
         if path != "/_devstack/config":
             return None
         if method == "POST":
@@ -216,6 +221,19 @@ class Stack:
                 raise ValueError("expected a JSON object of settings")
             self.configure(values)
         return self.config()
+
+    def history_filter(self, body: bytes) -> dict[str, str]:
+        try:
+            spec = json.loads(body or b"{}")
+        except ValueError:
+            raise ValueError("the body is not JSON") from None
+        if not isinstance(spec, dict) or set(spec) - {"bucket", "prefix"} or not all(
+                isinstance(v, str) for v in spec.values()):
+            raise ValueError('expected {"bucket"?, "prefix"?} with string values')
+        bucket = spec.get("bucket", "")
+        if bucket in self.o.buckets:
+            bucket = f"{bucket}-{self.o.appid}"
+        return {"bucket": bucket, "prefix": spec.get("prefix", "")}
 
     def hold(self, body: bytes) -> None:
         try:

@@ -32,11 +32,16 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .events import Created
+from .history import History
 from .switches import Faults, Switches
 
 # Sub-resources whose PUT/POST does not create an object.
 NON_CREATE_QUERY = {"tagging", "acl", "retention", "legal-hold", "uploads", "partNumber", "restore",
                     "select", "torrent", "attributes", "delete"}
+# Query parameters of a GET or HEAD that still reads the object itself (not a sub-resource).
+OBJECT_READ_QUERY = {"versionId", "response-content-type", "response-content-disposition",
+                     "response-cache-control", "response-content-encoding", "response-content-language",
+                     "response-expires"}
 CREATE_KINDS = ("Put", "Copy", "CompleteMultipartUpload", "Post")
 
 OnCreate = Callable[[str, str, str, Created, dict[str, Any]], None]
@@ -160,6 +165,8 @@ class Request:
             return "Post"
         if method == "DELETE" and key:
             return "delete"
+        if method in ("GET", "HEAD") and key and set(q) <= OBJECT_READ_QUERY:
+            return "read"
         return ""
 
     @property
@@ -216,6 +223,7 @@ class CosLayer:
         self._faults_lock = threading.Lock()
         self.stalled: dict[tuple[str, str, str], int] = {}   # (kind, bucket, key) -> writes held right now
         self.holds: list[Hold] = []                          # one-shot holds of particular tag writes
+        self.history = History(skip_prefix=state_prefix)     # reads, writes and deletes per key, for audits
 
     # --- faults -----------------------------------------------------------------------------------
     def _stall(self, what: str, req: Request, seconds: float) -> None:
@@ -270,6 +278,9 @@ class CosLayer:
                 return CosError("503 Service Unavailable", "SlowDown", "injected fault")
             elif f.tagging_stall_seconds > 0 and random.random() < f.tagging_stall_rate:
                 self._stall("tagging", req, f.tagging_stall_seconds)
+        if req.kind == "delete" and f.delete_stall_seconds > 0 and not (
+                self.state_prefix and req.key.startswith(self.state_prefix)):
+            self._stall("delete", req, f.delete_stall_seconds)
         if req.kind == "Copy" and random.random() < f.copy_fail_rate:
             # COS can answer a failed copy with 200 and an <Error> body; half the faults do that.
             status = "200 OK" if random.random() < 0.5 else "500 Internal Server Error"
@@ -309,6 +320,7 @@ class CosLayer:
         src = current_object(src_bucket, src_key, version)
         if src is None:
             return  # moto answers NoSuchKey / NoSuchVersion
+        self.history.add(src_bucket, src_key, "read", src.etag, version or "")
         for cond in if_match:
             if cond is not None and not etag_matches(cond, src.etag):
                 raise CosError("412 Precondition Failed", "PreconditionFailed",
@@ -346,6 +358,14 @@ class CosLayer:
         fault = self._inject(req)
         if fault is not None:
             return self._error(start_response, fault, resource)
+        if req.kind == "read":
+            # Under the key's lock, so the history orders it exactly against the writes (COS reads are
+            # strongly consistent: a read sees a write that finished before it, never half of one).
+            with self.locks.hold((req.bucket, req.key)):
+                body, ok, etag = self._call_moto(environ, start_response)
+                if ok and etag:
+                    self.history.add(req.bucket, req.key, "read", etag, self._version(req))
+            return body
         if not req.writes or not req.key:
             return self._call_moto(environ, start_response)[0]
         with self.locks.hold(*self._locked_keys(req)):
@@ -358,27 +378,49 @@ class CosLayer:
                     self._check_copy(req, limited=req.kind == "Copy")
             except CosError as err:
                 return self._error(start_response, err, resource)
-            body, ok = self._call_moto(environ, start_response)
+            removed = self._removed_by(req) if req.kind == "delete" else ""
+            body, ok, _ = self._call_moto(environ, start_response)
             made = created(req.bucket, req.key) if ok and req.kind in CREATE_KINDS else None
+            if made is not None:
+                self.history.add(req.bucket, req.key, "write", made.etag, made.version_id)
+            elif ok and req.kind == "delete":
+                self.history.add(req.bucket, req.key, "delete", removed, self._version(req))
         if made is not None:
             info = {"source_ip": environ.get("REMOTE_ADDR", "127.0.0.1"),
                     "auth": environ.get("HTTP_AUTHORIZATION", "")[:64]}
             self.on_create(req.bucket, req.key, f"cos:ObjectCreated:{req.kind}", made, info)
         return body
 
-    def _call_moto(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> tuple[list[bytes], bool]:
+    @staticmethod
+    def _version(req: Request) -> str:
+        return (req.query.get("versionId") or [""])[0]
+
+    @staticmethod
+    def _removed_by(req: Request) -> str:
+        """The ETag of the content a DELETE is about to remove: the named version, or the current object on a
+        bucket without versioning; "" when it removes nothing or only adds a delete marker."""
+        version = CosLayer._version(req)
+        if not version and versioning_status(req.bucket) is not None:
+            return ""
+        obj = current_object(req.bucket, req.key, version or None)
+        return str(obj.etag) if obj is not None else ""
+
+    def _call_moto(self, environ: dict[str, Any],
+                   start_response: Callable[..., Any]) -> tuple[list[bytes], bool, str]:
+        """moto's answer: (body, whether it succeeded, the ETag header it carried or "")."""
         status_box: dict[str, str] = {}
 
         def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
             status_box["status"] = status
             headers = list(headers)
+            status_box["etag"] = next((v for k, v in headers if k.lower() == "etag"), "")
             if not any(k.lower() == "x-cos-request-id" for k, _ in headers):
                 headers.append(("x-cos-request-id", uuid.uuid4().hex))
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         body = b"".join(self.app(environ, capture))
         ok = status_box.get("status", "500")[:1] == "2" and b"<Error>" not in body[:512]
-        return [body], ok
+        return [body], ok, status_box.get("etag", "")
 
     @staticmethod
     def _error(start_response: Callable[..., Any], err: CosError, resource: str) -> list[bytes]:

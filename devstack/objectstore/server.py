@@ -73,6 +73,12 @@ class ObjectStore:
         with self.layer._faults_lock:
             return [as_dict(h) for h in self.layer.holds]
 
+    def history(self, bucket: str = "", prefix: str = "") -> list[dict[str, Any]]:
+        """What the store saw happen to each key of `bucket` under `prefix` (`history.History.snapshot`)."""
+        if self.layer is None:
+            return []
+        return self.layer.history.snapshot(bucket, prefix)
+
     def hold_tag_write(self, bucket: str, key: str, seconds: float, match: str = "") -> None:
         """Hold the next PUT ?tagging of `key` whose body matches the regex `match` for `seconds`; it is then
         applied to whatever the key holds by that time."""

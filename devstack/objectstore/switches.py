@@ -60,6 +60,7 @@ class Faults:
     state_fail_burst: int = 4           # consecutive 5xx answers to writes of that key, once a burst starts
     state_stall_seconds: float = 0.0    # writes under the state prefix held this long before they are applied
     state_stall_rate: float = 1.0       # share of state writes held (when state_stall_seconds > 0)
+    delete_stall_seconds: float = 0.0   # DELETE of an object outside the state prefix held this long, then applied
 
     def update(self, values: dict[str, Any]) -> None:
         checked = _checked(self, values, {})

@@ -129,3 +129,61 @@ def test_a_refused_callback_is_found() -> None:
     }
     assert Chaos.refused_callbacks("uploads/x/", jobs) == [
         "the callback of job c2 was answered 403: the verdict waited for reconcile"]
+
+
+def test_a_clean_upload_lost_to_a_move_racing_it_is_told_from_any_other_loss(chaos: Chaos, prefix: str) -> None:
+    # A move of suspicious content: the copy reads it (the check), the user's clean upload lands, the DELETE
+    # removes the clean upload, as COS does without a conditional DELETE.
+    s3 = chaos.s3
+    u = Upload(prefix + "raced.png", b"", suspicious=True, bucket=chaos.bucket)
+    u.write(s3, _png(seed=7) + zip_archive(), True)
+    s3.copy_object(Bucket=u.bucket, Key="quarantine/" + u.key, CopySource={"Bucket": u.bucket, "Key": u.key},
+                   CopySourceIfMatch=u.etag)
+    u.write(s3, _png(seed=8), False)
+    s3.delete_object(Bucket=u.bucket, Key=u.key)
+    assert chaos.state(u) == (True, False, "clean image vanished")
+    assert chaos.platform_limit(u).startswith(f"delete against a concurrent upload: {u.etag[:8]} was written ")
+    # The store's history of the key, in order: the copy's read of the suspicious content, both writes, and
+    # a DELETE that removed the clean one
+    keys = chaos._dev("history", {"bucket": u.bucket, "prefix": u.key})["keys"]
+    entries = next(k["entries"] for k in keys if k["key"] == u.key)
+    assert [(x["kind"], x["etag"]) for x in entries] == [
+        ("write", u.history[0].etag), ("read", u.history[0].etag), ("write", u.etag), ("delete", u.etag)]
+
+    # A clean upload deleted with no read of suspicious content before it: a wrong action, not the limit
+    v = Upload(prefix + "deleted.png", b"", suspicious=False, bucket=chaos.bucket)
+    v.write(s3, _png(seed=9), False)
+    s3.head_object(Bucket=v.bucket, Key=v.key)
+    s3.delete_object(Bucket=v.bucket, Key=v.key)
+    assert chaos.state(v) == (True, False, "clean image vanished")
+    assert chaos.platform_limit(v) == ""
+
+
+def test_the_history_filter_refuses_nonsense(chaos: Chaos) -> None:
+    with pytest.raises(RuntimeError, match="400"):
+        chaos._dev("history", {"bucket": 3})
+    with pytest.raises(RuntimeError, match="400"):
+        chaos._dev("history", {"key": "x"})
+
+
+def test_the_functions_meet_the_limit_when_a_move_s_delete_is_late_and_the_audit_shows_it(chaos: Chaos,
+                                                                                         prefix: str) -> None:
+    dev = Dev(chaos.env)
+    u = Upload(f"uploads/{prefix}late-delete.png", b"", suspicious=True, bucket=dev.bucket)
+    # Given a suspicious upload whose quarantine move sends its DELETE into a network that holds it for 0.8 s
+    chaos.configure({}, {"delete_stall_seconds": 0.8})
+    try:
+        u.write(dev.s3, _png(seed=10) + zip_archive(), True)
+        dev.wait_for(lambda: any(s["kind"] == "delete" and s["key"] == u.key for s in chaos._dev("stalls")["stalled"]),
+                     what="the move's DELETE to be held")
+        # When the user uploads clean content to the key meanwhile
+        u.write(dev.s3, _png(seed=11), False)
+        dev.wait_for(lambda: not chaos._dev("stalls")["stalled"], what="the DELETE to be applied")
+    finally:
+        chaos.configure({}, {})
+    # Then the late DELETE removed the clean upload (COS has no conditional DELETE), and the store's history
+    # shows it to be that limit, not a defect
+    assert dev.exists("quarantine/" + u.key) and dev.s3.head_object(
+        Bucket=dev.bucket, Key="quarantine/" + u.key)["ETag"].strip('"') == u.history[0].etag
+    assert chaos.state(u) == (True, False, "clean image vanished")
+    assert chaos.platform_limit(u).startswith(f"delete against a concurrent upload: {u.etag[:8]} was written ")
