@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .chaos_limits import VANISHED, concurrent_upload_deleted
+from .chaos_report import table
 from .demo import s3_client
 from .emulator.xmlutil import to_xml
 from .process import StackProcess
@@ -51,8 +53,6 @@ RECHECK_AFTER = 3.0      # seconds after settling at which every state is checke
 BUCKETS = "uploads,other,versioned,suspended"
 STACK_ARGS = ["--reconcile-every", "1", "--reconcile-after", "3", "--buckets", BUCKETS,
               "--versioning", "versioned=Enabled", "--versioning", "suspended=Suspended"]
-LIMIT_WINDOW = 1.5      # seconds from the read that decided a move to its DELETE, at most, for a platform limit
-VANISHED = "clean image vanished"
 VERDICT_WRITE = r"<Key>ci-status</Key>\s*<Value>(CLEAN|SUSPICIOUS|FAILED)</Value>"
 PENDING_WRITE = r"<Key>ci-status</Key>\s*<Value>PENDING</Value>"
 Finding = tuple[str, str]
@@ -558,53 +558,6 @@ class Chaos:
                 if etag not in read[job]["etags"]:
                     findings.append((u.key, f"ci-job-id {job} on {key} names a job that inspected other content"))
         return findings
-
-
-def concurrent_upload_deleted(entries: list[dict[str, Any]], etag: str, suspicious_etags: set[str],
-                              window: float = LIMIT_WINDOW) -> str:
-    """Whether a key's history (`History.snapshot` entries) shows `etag` removed by the documented limit:
-    the last read before `etag` was written showed suspicious content, nothing else was written after that
-    read, and the DELETE that removed `etag` came within `window` seconds of it. The reason, or ""."""
-    entries = sorted(entries, key=lambda e: e["at"])
-    delete = next((e for e in reversed(entries) if e["kind"] == "delete" and e["etag"] == etag), None)
-    if delete is None:
-        return ""
-    before = [e for e in entries if e["at"] <= delete["at"] and e is not delete]
-    write = next((e for e in reversed(before) if e["kind"] == "write" and e["etag"] == etag), None)
-    if write is None:
-        return ""
-    read = next((e for e in reversed(before) if e["kind"] == "read" and e["at"] < write["at"]), None)
-    if read is None or read["etag"] not in suspicious_etags:
-        return ""
-    others = [e for e in before if e["at"] > read["at"] and e["kind"] != "read" and e is not write]
-    if others or delete["at"] - read["at"] > window:
-        return ""
-    ms = lambda seconds: f"{1000 * seconds:.0f} ms"  # noqa: E731
-    return (f"delete against a concurrent upload: {etag[:8]} was written {ms(write['at'] - read['at'])} after a "
-            f"read showed the suspicious {read['etag'][:8]} and removed by a DELETE {ms(delete['at'] - write['at'])} "
-            "later (docs/reliability.md, Known limits)")
-
-
-HEADER = ("scenario", "uploads", "events", "jobs", "callbacks", "correct", "lost", "dup jobs", "wrong", "audit",
-          "limit")
-
-
-def table(rows: list[Row]) -> str:
-    data: list[tuple[Any, ...]] = [HEADER]
-    for r in rows:
-        if r.skipped:
-            data.append((r.name, "-", "-", "-", "-", "skipped", "-", "-", "-", "-", "-"))
-            continue
-        data.append((r.name, r.uploads, r.events, r.jobs, r.callbacks, f"{r.correct}/{r.keys}", r.lost,
-                     r.duplicate_jobs, r.wrong_actions, r.audited, r.limits))
-    widths = [max(len(str(row[i])) for row in data) for i in range(len(HEADER))]
-    lines = []
-    for n, row in enumerate(data):
-        lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
-                               enumerate(zip(row, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def run_chaos(per_scenario: int = 30, timeout: float = 90, scenarios: Optional[list[Scenario]] = None,

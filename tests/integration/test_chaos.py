@@ -46,7 +46,7 @@ def test_scenario(rows: dict[str, Row], name: str) -> None:
     if r.skipped:
         pytest.skip(r.skipped)
     # r.limits: clean uploads a move's DELETE removed right after they were written, which the object store's
-    # history shows to be the documented limit (devstack.chaos.concurrent_upload_deleted); any other loss is
+    # history shows to be the documented limit (devstack.chaos_limits); any other loss is
     # a wrong action.
     assert (r.lost, r.duplicate_jobs, r.wrong_actions) == (0, 0, 0), r.notes
     assert r.correct + r.limits == PER_SCENARIO, r.notes

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devstack.chaos import LIMIT_WINDOW, concurrent_upload_deleted
+from devstack.chaos_limits import LIMIT_WINDOW, concurrent_upload_deleted
 
 S, C, OTHER = "5" * 32, "c" * 32, "0" * 32
 
