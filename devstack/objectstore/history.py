@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
@@ -33,13 +33,15 @@ class Entry:
 
 
 class History:
-    """A bounded history per (bucket, key), safe to add to from the store's request threads."""
+    """A bounded history per (bucket, key), of at most `max_keys` keys (the least recently touched go first),
+    safe to add to from the store's request threads."""
 
-    def __init__(self, per_key: int = 64, skip_prefix: str = ""):
+    def __init__(self, per_key: int = 64, skip_prefix: str = "", max_keys: int = 50_000):
         self.per_key = per_key
         self.skip_prefix = skip_prefix
+        self.max_keys = max_keys
         self._lock = threading.Lock()
-        self._keys: dict[tuple[str, str], deque[Entry]] = {}
+        self._keys: OrderedDict[tuple[str, str], deque[Entry]] = OrderedDict()
 
     def add(self, bucket: str, key: str, kind: str, etag: Optional[str], version_id: Optional[str] = None) -> None:
         if kind not in KINDS:
@@ -49,6 +51,9 @@ class History:
         entry = Entry(time.time(), kind, (etag or "").strip('"'), version_id or "")
         with self._lock:
             self._keys.setdefault((bucket, key), deque(maxlen=self.per_key)).append(entry)
+            self._keys.move_to_end((bucket, key))
+            while len(self._keys) > self.max_keys:
+                self._keys.popitem(last=False)
 
     def of(self, bucket: str, key: str) -> list[Entry]:
         """The key's entries, oldest first."""

@@ -31,3 +31,12 @@ def test_a_key_keeps_only_its_newest_entries_and_the_state_prefix_is_not_kept() 
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="kind: expected one of read, write, delete"):
         History().add("b", "k", "copy", "e")
+
+
+def test_the_least_recently_touched_keys_go_first_beyond_the_cap() -> None:
+    h = History(max_keys=2)
+    h.add("b", "old", "write", "1")
+    h.add("b", "kept", "write", "2")
+    h.add("b", "old", "read", "1")      # touched again: now the newest
+    h.add("b", "new", "write", "3")
+    assert [x["key"] for x in h.snapshot()] == ["new", "old"]
