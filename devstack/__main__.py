@@ -8,7 +8,15 @@ import sys
 import threading
 from typing import Any, Optional
 
-from .objectstore import COPY_LIMIT_BYTES, EVENT_FORMS, IF_NONE_MATCH, KEY_ENCODINGS, S3_COPY_CONDITIONS, VERSIONING
+from .objectstore import (
+    COPY_LIMIT_BYTES,
+    DELETE_IF_MATCH,
+    EVENT_FORMS,
+    IF_NONE_MATCH,
+    KEY_ENCODINGS,
+    S3_COPY_CONDITIONS,
+    VERSIONING,
+)
 from .stack import Stack, StackOptions, write_env_file
 
 
@@ -17,6 +25,7 @@ def _options(ns: argparse.Namespace) -> StackOptions:
                         event_shape=ns.event_shape, context_style=ns.context_style, rules_file=ns.rules,
                         event_copies=ns.event_copies, event_form=ns.event_form, if_none_match=ns.if_none_match,
                         s3_copy_conditions=ns.s3_copy_conditions, copy_limit_bytes=ns.copy_limit_bytes,
+                        delete_if_match=ns.delete_if_match,
                         versioning=dict(ns.versioning), callback_user_data=ns.callback_user_data,
                         clock_offsets=dict(ns.clock_offset), reconcile_every=ns.reconcile_every,
                         reconcile_after=ns.reconcile_after, function_python=ns.function_python,
@@ -81,6 +90,9 @@ def _add_switches(s: argparse.ArgumentParser) -> None:
                    help="the S3 spelling x-amz-copy-source-if-(none-)match on copies (unverified; COS's own "
                         "x-cos-copy-source-If-(None-)Match is always honoured). Default %(default)s, because the "
                         "functions send only the S3 spelling today; ignore is the stricter setting")
+    g.add_argument("--delete-if-match", choices=list(DELETE_IF_MATCH), default="ignore",
+                   help="S3's If-Match on DELETE Object (S3 since 2025-09); whether COS honours, ignores or "
+                        "rejects it is unverified (default: %(default)s, as COS documents none)")
     g.add_argument("--copy-limit-bytes", type=_size, default=COPY_LIMIT_BYTES, metavar="BYTES",
                    help="largest source of PUT Object - Copy; larger gives 400 EntityTooLarge "
                         "(COS: 5 GB; default: %(default)s)")

@@ -38,6 +38,7 @@ class StackOptions:
     event_copies: int = 1              # deliver each COS event N times (at-least-once)
     event_form: str = "documented"     # documented | logged: which fields COS events carry
     if_none_match: str = "ignore"      # honour | ignore | reject: S3's If-None-Match: * on PUT
+    delete_if_match: str = "ignore"    # honour | ignore | reject: S3's If-Match on DELETE Object
     s3_copy_conditions: str = "honour"  # honour | ignore: x-amz-copy-source-if-(none-)match
     copy_limit_bytes: int = COPY_LIMIT_BYTES  # PUT Object - Copy's single-copy limit
     # Bucket (short name) -> Enabled | Suspended. Suspended buckets had versioning Enabled first.
@@ -170,6 +171,7 @@ class Stack:
         switches = Switches()
         switches.update({"key_encoding": self.o.key_encoding, "event_form": self.o.event_form,
                          "if_none_match": self.o.if_none_match, "s3_copy_conditions": self.o.s3_copy_conditions,
+                         "delete_if_match": self.o.delete_if_match,
                          "copy_limit_bytes": self.o.copy_limit_bytes})
         self.store = ObjectStore(self.o.region, on_event, switches=switches)
         self.emulator: Optional[CiEmulator] = None

@@ -3,7 +3,8 @@ faults, and COS trigger events for every object create."""
 
 from .events import EVENT_FORMS, KEY_ENCODINGS, Created, cos_event, split_bucket
 from .server import ObjectStore
-from .switches import COPY_LIMIT_BYTES, IF_NONE_MATCH, S3_COPY_CONDITIONS, VERSIONING, Faults, Switches
+from .switches import COPY_LIMIT_BYTES, DELETE_IF_MATCH, IF_NONE_MATCH, S3_COPY_CONDITIONS, VERSIONING, Faults, Switches
 
-__all__ = ["COPY_LIMIT_BYTES", "EVENT_FORMS", "IF_NONE_MATCH", "KEY_ENCODINGS", "S3_COPY_CONDITIONS", "VERSIONING",
-           "Created", "Faults", "ObjectStore", "Switches", "cos_event", "split_bucket"]
+__all__ = ["COPY_LIMIT_BYTES", "DELETE_IF_MATCH", "EVENT_FORMS", "IF_NONE_MATCH", "KEY_ENCODINGS",
+           "S3_COPY_CONDITIONS", "VERSIONING", "Created", "Faults", "ObjectStore", "Switches", "cos_event",
+           "split_bucket"]

@@ -11,6 +11,8 @@ moto speaks S3. COS differs where it matters to a conditional create, a guarded 
   `PreconditionFailed` and write nothing; moto ignores the If-Match ones.
 - PUT Object - Copy refuses sources above `Switches.copy_limit_bytes` (5 GB) with 400 `EntityTooLarge`;
   Upload Part - Copy has no such limit.
+- S3's `If-Match` on DELETE Object is honoured (412 `PreconditionFailed` when the current ETag differs, 404
+  `NoSuchKey` when nothing is there), ignored or rejected with 400 (`Switches.delete_if_match`).
 
 Every write to a key runs under that key's lock, so a condition and the write it guards are atomic, as on
 COS. Injected faults (`Faults`) are applied before the lock: a stalled write is applied late, on whatever
@@ -334,6 +336,23 @@ class CosLayer:
                            f"the copy source is larger than {self.switches.copy_limit_bytes} bytes, the most "
                            "PUT Object - Copy takes; copy it with Upload Part - Copy")
 
+    def _check_delete(self, req: Request) -> None:
+        condition = req.header("If-Match")
+        if condition is None:
+            return
+        mode = self.switches.delete_if_match
+        if mode == "reject":
+            raise CosError("400 Bad Request", "InvalidArgument", "If-Match is not supported on DELETE Object")
+        req.drop_header("If-Match")  # decided here, under the key's lock; moto never sees it
+        if mode == "ignore":
+            return
+        current = current_object(req.bucket, req.key)
+        if current is None:
+            raise CosError("404 Not Found", "NoSuchKey", "The specified key does not exist.")
+        if not etag_matches(condition, current.etag):
+            raise CosError("412 Precondition Failed", "PreconditionFailed",
+                           "the object's ETag does not match If-Match")
+
     def _locked_keys(self, req: Request) -> list[tuple[str, str]]:
         keys = []
         if req.kind != "part-copy":
@@ -376,6 +395,8 @@ class CosLayer:
                     self._check_forbid_overwrite(req)
                 elif req.kind in ("Copy", "part-copy"):
                     self._check_copy(req, limited=req.kind == "Copy")
+                elif req.kind == "delete":
+                    self._check_delete(req)
             except CosError as err:
                 return self._error(start_response, err, resource)
             removed = self._removed_by(req) if req.kind == "delete" else ""

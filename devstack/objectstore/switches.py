@@ -14,6 +14,7 @@ from typing import Any
 from .events import EVENT_FORMS, KEY_ENCODINGS
 
 IF_NONE_MATCH = ("honour", "ignore", "reject")
+DELETE_IF_MATCH = ("honour", "ignore", "reject")
 S3_COPY_CONDITIONS = ("honour", "ignore")
 VERSIONING = ("Enabled", "Suspended")
 COPY_LIMIT_BYTES = 5 * 1024 ** 3   # COS: PUT Object - Copy takes sources of at most 5 GB
@@ -36,11 +37,14 @@ class Switches:
     s3_copy_conditions: str = "honour"
     # The single-copy limit of PUT Object - Copy (UploadPartCopy is not limited).
     copy_limit_bytes: int = COPY_LIMIT_BYTES
+    # honour | ignore | reject: S3's `If-Match` on DELETE Object (S3 since 2025-09; COS documents none).
+    # `ignore` is least favourable: the DELETE removes whatever the key holds, as the docs imply.
+    delete_if_match: str = "ignore"
 
     def update(self, values: dict[str, Any]) -> None:
         checked = _checked(self, values, {
             "key_encoding": KEY_ENCODINGS, "event_form": EVENT_FORMS, "if_none_match": IF_NONE_MATCH,
-            "s3_copy_conditions": S3_COPY_CONDITIONS,
+            "s3_copy_conditions": S3_COPY_CONDITIONS, "delete_if_match": DELETE_IF_MATCH,
         })
         if checked.get("copy_limit_bytes", 0) < 0:
             raise ValueError(f"copy_limit_bytes: expected a size >= 0, got {checked['copy_limit_bytes']!r}")

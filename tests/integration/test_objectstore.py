@@ -180,6 +180,45 @@ def test_if_none_match_defaults_to_ignore(cos: Store) -> None:
     assert ObjectStore(REGION, lambda _e: None).settings()["if_none_match"] == "ignore"
 
 
+# --- If-Match on DELETE (unverified on COS) ------------------------------------------------------
+
+def test_delete_if_match_honoured_deletes_only_the_named_content(cos: Store, key: str,
+                                                                 settings: Callable[..., None]) -> None:
+    settings({"delete_if_match": "honour"})
+    old = cos.s3.put_object(Bucket=PLAIN, Key=key, Body=b"old")["ETag"]
+    cos.s3.put_object(Bucket=PLAIN, Key=key, Body=b"new")
+    assert error_of(lambda: cos.s3.delete_object(Bucket=PLAIN, Key=key, IfMatch=old)) == (412, "PreconditionFailed")
+    assert cos.body(PLAIN, key) == b"new"
+    current = cos.s3.head_object(Bucket=PLAIN, Key=key)["ETag"]
+    cos.s3.delete_object(Bucket=PLAIN, Key=key, IfMatch=current)
+    assert cos.absent(PLAIN, key)
+    assert error_of(lambda: cos.s3.delete_object(Bucket=PLAIN, Key=key, IfMatch=current)) == (404, "NoSuchKey")
+
+
+def test_delete_if_match_ignored_deletes_whatever_the_key_holds(cos: Store, key: str,
+                                                                settings: Callable[..., None]) -> None:
+    settings({"delete_if_match": "ignore"})
+    old = cos.s3.put_object(Bucket=PLAIN, Key=key, Body=b"old")["ETag"]
+    cos.s3.put_object(Bucket=PLAIN, Key=key, Body=b"new")
+    # The client named other content and silently lost the new one
+    cos.s3.delete_object(Bucket=PLAIN, Key=key, IfMatch=old)
+    assert cos.absent(PLAIN, key)
+
+
+def test_delete_if_match_rejected_answers_400_and_deletes_nothing(cos: Store, key: str,
+                                                                  settings: Callable[..., None]) -> None:
+    settings({"delete_if_match": "reject"})
+    etag = cos.s3.put_object(Bucket=PLAIN, Key=key, Body=b"kept")["ETag"]
+    assert error_of(lambda: cos.s3.delete_object(Bucket=PLAIN, Key=key, IfMatch=etag)) == (400, "InvalidArgument")
+    assert cos.body(PLAIN, key) == b"kept"
+    cos.s3.delete_object(Bucket=PLAIN, Key=key)  # without the header a DELETE works as ever
+    assert cos.absent(PLAIN, key)
+
+
+def test_delete_if_match_defaults_to_ignore(cos: Store) -> None:
+    assert ObjectStore(REGION, lambda _e: None).settings()["delete_if_match"] == "ignore"
+
+
 # --- copy preconditions --------------------------------------------------------------------------
 
 def _stale_copy(cos: Store, key: str, **kw: Any) -> tuple[str, str]:

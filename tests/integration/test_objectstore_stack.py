@@ -20,7 +20,8 @@ from tests.conftest import Dev, start_dev
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-SWITCHES = ["--key-encoding", "--event-form", "--event-copies", "--if-none-match", "--s3-copy-conditions",
+SWITCHES = ["--key-encoding", "--event-form", "--event-copies", "--if-none-match", "--delete-if-match",
+            "--s3-copy-conditions",
             "--copy-limit-bytes", "--versioning", "--callback-user-data", "--clock-offset"]
 
 

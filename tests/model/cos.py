@@ -8,6 +8,8 @@ differ (platform.md §7), so the real `Storage` adapter runs on top of it unchan
   versioning is or ever was on (Enabled or Suspended);
 - `CopySourceIfMatch` is honoured (412 `PreconditionFailed`), a copy takes the source's current or named
   version, and `TaggingDirective=REPLACE` sets exactly the given tags;
+- S3's `IfMatch` on DELETE, which COS documents nowhere, is ignored unless `CosModel.delete_if_match` says
+  `honour` (412 `PreconditionFailed`, or 404 `NoSuchKey` when nothing is there) or `reject` (400);
 - `PutObjectTagging` replaces the whole set, at most 10 tags from COS's character set (400 `InvalidTag`);
 - Enabled buckets keep every PUT as a version, a DELETE without VersionId adds a delete marker, a DELETE
   with one removes exactly that version; Suspended buckets write and delete the `null` version;
@@ -112,6 +114,7 @@ class CosModel:
         self._vid = 0
         self.observers: list[Callable[[Mutation], None]] = []
         self.actor: Callable[[], str] = lambda: "user"
+        self.delete_if_match = "ignore"   # honour | ignore | reject: S3's If-Match on DELETE (unverified on COS)
 
     # --- buckets and versions -------------------------------------------------------------------
     def create_bucket(self, name: str, kind: str = NEVER) -> Bucket:
@@ -387,7 +390,17 @@ class ModelS3Client:
         return {"CopyObjectResult": {"ETag": f'"{v.etag}"', "LastModified": _dt(v.modified)},
                 **self._version_field(Bucket, v), "ResponseMetadata": self._meta()}
 
-    def delete_object(self, Bucket: str, Key: str, VersionId: Optional[str] = None) -> dict[str, Any]:
+    def delete_object(self, Bucket: str, Key: str, VersionId: Optional[str] = None,
+                      IfMatch: Optional[str] = None) -> dict[str, Any]:
+        mode = self.model.delete_if_match
+        if IfMatch is not None and mode == "reject":
+            raise error("DeleteObject", "InvalidArgument", 400, "If-Match is not supported on DELETE Object")
+        if IfMatch is not None and mode == "honour" and not VersionId:
+            current = self.model.current(Bucket, Key)
+            if current is None:
+                raise error("DeleteObject", "NoSuchKey", 404)
+            if IfMatch.strip().strip('"') != current.etag:
+                raise error("DeleteObject", "PreconditionFailed", 412)
         self.model.delete(Bucket, Key, VersionId)
         return {"ResponseMetadata": self._meta(204)}
 

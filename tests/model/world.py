@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 import ciflow.applying
 import ciflow.concurrency
 import ciflow.records
+import ciflow.storage
 import ciflow.submission
 import ciflow.tokens
 from ciflow.completion import CallbackHandler
@@ -301,6 +302,8 @@ class World:
         # A result that comes before its job is recorded: read the claim again once, without waiting (what a
         # wait would let a submitter do comes from the steps).
         self._patch(ciflow.applying.Completer, "RECORD_WAITS", (0.0,))
+        # A fresh container: it has not yet seen COS refuse If-Match on DELETE.
+        self._patch(ciflow.storage, "_delete_if_match_refused", False)
         self._saved.append((logger, "level", logger.log_level))
         logger.setLevel("CRITICAL")
         return self

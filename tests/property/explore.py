@@ -45,7 +45,9 @@ def configurations(tolerate: tuple[str, ...]) -> list[Config]:
     return [Config(NEVER, tolerate=tolerate), Config(ENABLED, tolerate=tolerate),
             Config(ENABLED, state_bucket=True, tolerate=tolerate),
             Config(SUSPENDED, state_bucket=True, tolerate=tolerate), Config(SUSPENDED, tolerate=tolerate),
-            Config(NEVER, delivery="tdmq", tolerate=tolerate)]
+            Config(NEVER, delivery="tdmq", tolerate=tolerate),
+            Config(NEVER, delete_if_match="honour", tolerate=tolerate),
+            Config(NEVER, delete_if_match="reject", tolerate=tolerate)]
 
 
 def run(config: Config, examples: int, steps: int, seed: int) -> Optional[tuple[str, Config, list[Step]]]:

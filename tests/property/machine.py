@@ -130,6 +130,7 @@ class Config:
     tolerate: tuple[str, ...] = ()
     defect: str = ""
     delivery: str = "url"           # how CI reports results: url (HTTP callback) or tdmq (a CMQ message)
+    delete_if_match: str = "ignore"  # what COS does with S3's If-Match on DELETE: honour | ignore | reject
     # Steering toward a known defect (its switch names the steps and faults its mechanism needs,
     # tests/property/defects.py STEERING): weights of actions in place of those of ACTIONS, and faults
     # (kind, operation) offered as a fault plan beside the random ones. It changes what is generated,
@@ -161,13 +162,15 @@ class Config:
     def world(self) -> World:
         w = World(self.bucket_kind, ci_reads=self.ci_reads, tolerate=self.tolerate,
                   state_bucket=self.state_bucket, delivery=self.delivery).install()
+        w.cos.delete_if_match = self.delete_if_match
         if self.defect:
             DEFECTS[self.defect](w)
         return w
 
     def describe(self) -> str:
         parts = [f"{self.bucket_kind} bucket" + (" with its records in a state bucket" if self.state_bucket else "")
-                 + (", results by TDMQ" if self.delivery == "tdmq" else "")]
+                 + (", results by TDMQ" if self.delivery == "tdmq" else "")
+                 + (f", If-Match on DELETE: {self.delete_if_match}" if self.delete_if_match != "ignore" else "")]
         if self.ci_reads != "run":
             parts.append(f"CI reads at {self.ci_reads}")
         if self.defect:

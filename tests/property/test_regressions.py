@@ -227,3 +227,15 @@ def test_a_finding_explains_its_own_sequence(name: str) -> None:
     kind, steps = REGRESSIONS[name]
     violation, _ = replay(Config(kind, tolerate=(name,)), steps)
     assert violation is None, str(violation)
+
+
+@pytest.mark.parametrize("mode,closed", [("honour", True), ("reject", False), ("ignore", False)])
+def test_where_cos_honours_if_match_on_delete_the_delete_race_is_closed(mode: str, closed: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The functions send S3's If-Match on every DELETE of content they checked. Where COS honours it, the
+    # stalled DELETE of EVIL meets clean-1 and removes nothing, with no limit to explain anything; where it is
+    # ignored, or refused (and the DELETE sent again without it), the limit stays.
+    kind, steps = REGRESSIONS["delete-races-upload"]
+    monkeypatch.setattr(checks, "LIMITATIONS", {n: f for n, f in LIMITATIONS.items() if n != "delete-races-upload"})
+    violation, _ = replay(Config(kind, delete_if_match=mode), steps)
+    assert (violation is None) == closed, str(violation)

@@ -33,6 +33,7 @@ OPEN = tuple(FINDINGS)
     Config(NEVER, tolerate=OPEN), Config(ENABLED, tolerate=OPEN),
     Config(ENABLED, state_bucket=True, tolerate=OPEN), Config(SUSPENDED, state_bucket=True, tolerate=OPEN),
     Config(NEVER, delivery="tdmq", tolerate=OPEN),
+    Config(NEVER, delete_if_match="honour", tolerate=OPEN), Config(NEVER, delete_if_match="reject", tolerate=OPEN),
 ], ids=lambda c: c.describe().rsplit(",", 1)[0].replace(", ", "-").replace(" ", "-"))
 def test_no_invariant_is_violated(config: Config) -> None:
     """Generated sequences on each kind of bucket keep every invariant, at every step and at quiescence

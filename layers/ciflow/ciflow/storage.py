@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .clientcache import ClientCache
 from .errors import PermanentError, RetryableError
+from .log import logger
 from .settings import Credentials, current_credentials, get_settings
 
 _clients = ClientCache()
@@ -169,6 +170,16 @@ def _is_missing(exc: Exception) -> bool:
     return status == 404 or code in MISSING_CODES
 
 
+_delete_if_match_refused = False   # COS refused If-Match on DELETE once: this container sends it no more
+
+
+def _refuse_delete_if_match(code: str) -> None:
+    global _delete_if_match_refused
+    if not _delete_if_match_refused:
+        logger.warning("COS refused If-Match on DELETE; deleting without it from now on", extra={"code": code})
+    _delete_if_match_refused = True
+
+
 class Storage:
     """Object operations used by the functions. `client` can be injected (tests, CLI)."""
 
@@ -300,17 +311,32 @@ class Storage:
             raise classify(exc, f"COPY {src} -> {dst}") from exc
         return True
 
-    def delete(self, bucket: str, key: str, version_id: Optional[str] = None) -> None:
-        """Delete the key (a delete marker on versioned buckets), or exactly one version of it."""
+    def delete(self, bucket: str, key: str, version_id: Optional[str] = None, if_match: str = "") -> bool:
+        """Delete the key (a delete marker on versioned buckets), or exactly one version of it.
+
+        `if_match`: the ETag the key must still hold. It goes out as S3's `If-Match`, which COS documents
+        nowhere (S3 honours it since 2025-09): where it is honoured, content written since the caller's
+        check is not deleted and this returns False; where it is ignored, the DELETE is what it always
+        was. Where it is refused (400 or 501), the DELETE is sent again without it, and this container
+        stops sending it (docs/reliability.md, "Known limits")."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if is_version(version_id):
             kwargs["VersionId"] = version_id
+        conditional = bool(if_match) and not is_version(version_id) and not _delete_if_match_refused
         try:
-            self.client.delete_object(**kwargs)
+            self.client.delete_object(**kwargs, **({"IfMatch": f'"{if_match}"'} if conditional else {}))
         except Exception as exc:
+            code, status = _code(exc)
+            if conditional and (status == 412 or code == "PreconditionFailed"):
+                return False
+            if conditional and status in (400, 501):
+                deleted = self.delete(bucket, key, version_id)  # raises if the header was not the reason
+                _refuse_delete_if_match(code or str(status))
+                return deleted
             if _is_missing(exc):
-                return
+                return not conditional
             raise classify(exc, f"DELETE {key}") from exc
+        return True
 
     def versioning(self, bucket: str) -> str:
         """The bucket's versioning status: "Enabled", "Suspended", or "" (never enabled)."""
@@ -349,8 +375,7 @@ class Storage:
             current = self.head(bucket, key)
             if current is None or current.etag != etag:
                 return 0
-        self.delete(bucket, key)
-        return 1
+        return 1 if self.delete(bucket, key, if_match=etag) else 0
 
     def make_private(self, bucket: str, key: str) -> bool:
         try:
