@@ -30,8 +30,12 @@ class Client:
             raise answer
         return {}
 
+    etag = "e1"
+    heads = 0
+
     def head_object(self, **kwargs: Any) -> dict[str, Any]:
-        return {"ETag": '"e1"', "ContentLength": 1}
+        self.heads += 1
+        return {"ETag": f'"{self.etag}"', "ContentLength": 1}
 
 
 @pytest.fixture(autouse=True)
@@ -47,9 +51,18 @@ def test_the_delete_names_the_checked_content() -> None:
 
 def test_other_content_at_the_key_is_not_deleted_where_if_match_is_honoured() -> None:
     c = Client(_error("PreconditionFailed", 412))
+    c.etag = "e2"   # the HEAD after the 412 shows other content
     assert Storage(c).delete_content("b", "k", "e1", checked=True) == 0
+    assert len(c.calls) == 1 and c.heads == 1
     c = Client(_error("NoSuchKey", 404))
     assert Storage(c).delete_content("b", "k", "e1", checked=True) == 0
+
+
+def test_a_412_for_the_very_content_it_named_is_not_if_match_as_s3_has_it() -> None:
+    c = Client(_error("PreconditionFailed", 412))   # the HEAD shows e1 still there
+    assert Storage(c).delete_content("b", "k", "e1", checked=True) == 1
+    assert c.calls == [{"Bucket": "b", "Key": "k", "IfMatch": '"e1"'}, {"Bucket": "b", "Key": "k"}]
+    assert ciflow.storage._delete_if_match_refused is True
 
 
 def test_a_refused_if_match_is_sent_again_without_it_and_then_never_again() -> None:

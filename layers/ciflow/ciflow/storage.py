@@ -317,8 +317,9 @@ class Storage:
         `if_match`: the ETag the key must still hold. It goes out as S3's `If-Match`, which COS documents
         nowhere (S3 honours it since 2025-09): where it is honoured, content written since the caller's
         check is not deleted and this returns False; where it is ignored, the DELETE is what it always
-        was. Where it is refused (400 or 501), the DELETE is sent again without it, and this container
-        stops sending it (docs/reliability.md, "Known limits")."""
+        was. Where it is refused (400 or 501), or answered 412 while a HEAD shows the named content still
+        there, the DELETE is sent again without it, and this container stops sending it
+        (docs/reliability.md, "Known limits")."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if is_version(version_id):
             kwargs["VersionId"] = version_id
@@ -328,8 +329,11 @@ class Storage:
         except Exception as exc:
             code, status = _code(exc)
             if conditional and (status == 412 or code == "PreconditionFailed"):
-                return False
-            if conditional and status in (400, 501):
+                current = self.head(bucket, key)
+                if current is None or current.etag != if_match:
+                    return False  # other content at the key, or none: nothing of ours to delete
+                # 412 for the very content it named: not S3's If-Match; do without it
+            if conditional and (status in (400, 412, 501) or code == "PreconditionFailed"):
                 deleted = self.delete(bucket, key, version_id)  # raises if the header was not the reason
                 _refuse_delete_if_match(code or str(status))
                 return deleted
