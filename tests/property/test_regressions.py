@@ -178,6 +178,21 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("deliver event", (3, {})), ("deliver event", (1, {10: "fail_after"})),
         ("upload", (B, b"clean-1", "logged")), ("CI finishes a job", (0,)), ("time passes", (1,)),
         ("upload", (B, b"EVIL--1", "documented"))]),
+    # clean-2's job reads BROKEN1 written over it and fails; its result is stale. clean-2 is written again in the
+    # same second and its event never comes; BROKEN1's job reads clean-2 and is stale too. Its repair of the key's
+    # tags put back the failure that came from BROKEN1's bytes as clean-2's status.
+    "stale-failure-as-status": (NEVER, [
+        ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"BROKEN1", "documented")),
+        ("deliver event", (4, {})), ("deliver event", (7, {})), ("CI finishes a job", (4,)),
+        ("deliver callback", (5, {})), ("upload", (A, b"clean-2", "logged")), ("drop event", (2,))]),
+    # clean-1's submitter dies once CI accepted its job; clean-2's two jobs are lost, and one reconcile run gives
+    # up on it (FAILED, JobLost) and then, completing clean-1's stale job, repaired the key's tags from clean-2's
+    # records while the given-up attempt's older marker was still listed: PENDING, with no work left to end it.
+    "given-up-marker-left-pending": (NEVER, [
+        ("upload", (A, b"clean-1", "logged")), ("deliver event", (3, {7: "crash"})),
+        ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"clean-2", "documented")),
+        ("deliver event", (4, {})), ("time passes", (901,)), ("CI loses a job", (5,)),
+        ("CI finishes a job", (4,)), ("reconcile", ({},)), ("time passes", (301,)), ("CI loses a job", (0,))]),
     # Platform limit: reconcile quarantines EVIL: HEAD sees EVIL, the DELETE stalls, the user uploads clean-1,
     # the DELETE lands.
     "delete-races-upload": (NEVER, [

@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 from . import tagging
 from .concurrency import Timed, together
 from .log import logger
-from .records import RecordId, Records, pending_work
-from .results import Verdict, verdict_from_result
+from .records import RecordId, Records, given_up, pending_work
+from .results import RETRY_REASONS, Verdict, verdict_from_result
 from .rules import Rule
 from .storage import ObjectInfo, Storage, is_version
 
@@ -131,10 +131,13 @@ def settle_tags(storage: Storage, records: Records, key: str, rule: Rule, etag: 
         if tags is None:
             return repairs
         v = verdict_from_result(result)
-        pending = pending_work(markers, claim, result)
-        if v is None and not pending and result and result.get("outcome") == "FAILED":
+        # A marker the run that gave up has yet to drop (or an older attempt's) is no pending work.
+        pending = pending_work(markers, claim, result) and not given_up(claim, result, markers)
+        if (v is None and not pending and result and result.get("outcome") == "FAILED"
+                and result.get("reason") in RETRY_REASONS):
             # A failure that says nothing about the bytes (Timeout, JobLost) is no verdict to re-apply, but
-            # it is this content's final status until new work starts.
+            # it is this content's final status until new work starts. Any other failure without a verdict
+            # came from a job that may have read other bytes (stale, object-missing): it says nothing here.
             v = Verdict("FAILED", str(result.get("job_id") or ""), reason=str(result.get("reason") or ""))
         ours = status_tags(rule, v) if v is not None else pending_tags(rule) if pending else []
         merged = merge_logged(tags, ours, managed_tags(rule))

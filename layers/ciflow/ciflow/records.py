@@ -177,6 +177,22 @@ def pending_work(attempts: list[Optional[int]], claim: Optional[dict[str, Any]],
     return superseded_marker_needed(claim, result)
 
 
+GIVEN_UP = ("JobLost", "Timeout")   # reasons reconcile gives up on a job with (`Reconciler._fail`)
+
+
+def given_up(claim: Optional[dict[str, Any]], result: Optional[dict[str, Any]],
+             attempts: list[Optional[int]]) -> bool:
+    """Whether reconcile gave up on the claim's current attempt (FAILED, JobLost or Timeout) and no newer
+    attempt has a marker: whatever a marker of it or of an older attempt still does, it ends in that same
+    FAILED, so it is no pending work for the content's tags."""
+    if not claim or not result or result.get("outcome") != "FAILED" or result.get("reason") not in GIVEN_UP:
+        return False
+    if result.get("applied") != "applied" or not concludes(result, claim):
+        return False
+    current = int(claim.get("attempts") or 1)
+    return not any(a is not None and a > current for a in attempts)
+
+
 def superseded_marker_needed(claim: Optional[dict[str, Any]], result: Optional[dict[str, Any]]) -> bool:
     """Whether a marker of another attempt than the claim's current one (whose own marker is missing) still
     stands for work: unless the current attempt concluded with a verdict, reconcile acts on it."""
