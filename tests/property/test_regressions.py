@@ -193,6 +193,14 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (A, b"clean-2", "logged")), ("upload", (A, b"clean-2", "documented")),
         ("deliver event", (4, {})), ("time passes", (901,)), ("CI loses a job", (5,)),
         ("CI finishes a job", (4,)), ("reconcile", ({},)), ("time passes", (301,)), ("CI loses a job", (0,))]),
+    # EVIL's verdict is applied (copied to quarantine, result recorded), and the removal of its version fails;
+    # clean-1 is written and the key deleted. CI's repeated result found the version hidden behind other bytes,
+    # and left it readable by VersionId as "other bytes came after it", though its job had concluded with the
+    # key holding EVIL. A concluded job's repeated result now finishes the removal.
+    "interrupted-removal-behind-newer-bytes": (ENABLED, [
+        ("upload", (A, b"EVIL--1", "logged")), ("deliver event", (5, {})), ("CI finishes a job", (4,)),
+        ("deliver callback", (7, {("cos.list_object_versions", 0): "fail"})), ("upload", (A, b"clean-1", "logged")),
+        ("delete", (A,))]),
     # Platform limit: reconcile quarantines EVIL: HEAD sees EVIL, the DELETE stalls, the user uploads clean-1,
     # the DELETE lands.
     "delete-races-upload": (NEVER, [

@@ -15,7 +15,7 @@ from .records import OTHER_CONTENT, RecordId, Records, doubtful, in_flight, job_
 from .results import INPUT_ABSENT, Verdict, verdict, verdict_from_result
 from .rules import Rule, RuleSet
 from .settings import Settings
-from .storage import Storage
+from .storage import Storage, is_version
 from .userdata import normalize_etag
 
 
@@ -134,9 +134,15 @@ class Completer:
             records.write_result(rid, None if kept else ud.attempt, job_id=job_id, outcome=v.outcome,
                                  applied="stale", reason="RewrittenWhileInspected")
             return {"job_id": job_id, "key": key, "status": "stale", "outcome": v.outcome}
+        job_version = str(claim.get("version_id") or "")
+        # A repeated result of a job that concluded already (its verdict applied once, when the key held these
+        # bytes), whose removal was cut short: the inspected version is hidden now, perhaps behind other bytes
+        # written since. The verdict is known to be about these bytes, so the removal is finished.
+        known = (not holds_them and is_version(job_version) and removes_content(rule, v)
+                 and self.concluded(records, rid, job_id))
         return self.apply(records, rid, rule, v,
                           lambda alongside: runner.apply(rule, key, ud.etag, v, seen, alongside,
-                                                         job_version=str(claim.get("version_id") or ""),
+                                                         job_version=job_version, known=known,
                                                          vouched=lambda: vouched(records, rid, claim)),
                           ud.attempt)
 
