@@ -201,6 +201,13 @@ REGRESSIONS: dict[str, tuple[str, list[Step]]] = {
         ("upload", (A, b"EVIL--1", "logged")), ("deliver event", (5, {})), ("CI finishes a job", (4,)),
         ("deliver callback", (7, {("cos.list_object_versions", 0): "fail"})), ("upload", (A, b"clean-1", "logged")),
         ("delete", (A,))]),
+    # The same with the result's record failing beside the quarantine copy: nothing records the verdict, but the
+    # job's copy is in place. Its repeated result found the version hidden behind clean-1 and stopped at the
+    # copy ("already applied"); it now finishes the removal.
+    "interrupted-move-behind-newer-bytes": (ENABLED, [
+        ("upload", (B, b"EVIL--1", "logged")), ("deliver event", (3, {})), ("CI finishes a job", (2,)),
+        ("deliver callback", (2, {("cos.put_object", 0): "fail"})), ("upload", (B, b"clean-1", "documented")),
+        ("delete", (B,))]),
     # Platform limit: reconcile quarantines EVIL: HEAD sees EVIL, the DELETE stalls, the user uploads clean-1,
     # the DELETE lands.
     "delete-races-upload": (NEVER, [

@@ -212,7 +212,14 @@ class ActionRunner:
         info = seen.info
         if info is None or seen.tags is None:
             hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, known, vouched)
-            return hidden if hidden is not None else self._after_source_gone(key, prefix, v, actions)
+            if hidden is not None:
+                return hidden
+            gone = self._after_source_gone(key, prefix, v, actions)
+            if gone.status == "already-applied" and gone.final_key and not known:
+                # This job's copy is in place: an earlier attempt applied the verdict while the key held these
+                # bytes, and its removal was cut short. The hidden version is known to be what it is about.
+                hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, True)
+            return hidden if hidden is not None else gone
         if info.etag != etag:
             hidden = self._remove_hidden(rule, key, etag, v, job_version, prefix, alongside, True) if known else None
             if hidden is not None:
