@@ -232,10 +232,11 @@ class Stack:
         if not isinstance(spec, dict) or set(spec) - {"bucket", "prefix"} or not all(
                 isinstance(v, str) for v in spec.values()):
             raise ValueError('expected {"bucket"?, "prefix"?} with string values')
-        bucket = spec.get("bucket", "")
-        if bucket in self.o.buckets:
-            bucket = f"{bucket}-{self.o.appid}"
-        return {"bucket": bucket, "prefix": spec.get("prefix", "")}
+        return {"bucket": self.full_bucket_name(spec.get("bucket", "")), "prefix": spec.get("prefix", "")}
+
+    def full_bucket_name(self, bucket: Any) -> Any:
+        """A bucket's short name (as `--buckets` gives it) as its full `<name>-<appid>`; anything else as is."""
+        return f"{bucket}-{self.o.appid}" if bucket in self.o.buckets else bucket
 
     def hold(self, body: bytes) -> None:
         try:
@@ -244,9 +245,7 @@ class Stack:
             raise ValueError("the body is not JSON") from None
         if not isinstance(spec, dict) or set(spec) - {"bucket", "key", "seconds", "match"}:
             raise ValueError('expected {"bucket", "key", "seconds", "match"?}')
-        bucket = spec.get("bucket")
-        if bucket in self.o.buckets:
-            bucket = f"{bucket}-{self.o.appid}"
+        bucket = self.full_bucket_name(spec.get("bucket"))
         if bucket not in self.bucket_names:
             raise ValueError(f"bucket: expected one of {', '.join(self.o.buckets)}, got {spec.get('bucket')!r}")
         if not isinstance(spec.get("key"), str) or not spec["key"]:
